@@ -1,0 +1,58 @@
+# pyrun — every set-up step lives here; `make demo` and `make test` run `setup` themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := busybox-static runc umoci skopeo
+EXAMPLES := $(wildcard bundles/examples/*/)
+
+.PHONY: setup apt venv rootfs compile demo test unit integration lint bench clean
+
+setup: apt venv rootfs compile
+
+# Debian packages: installed only when missing, so a warm machine pays nothing.
+apt:
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	    echo "installing $(APT_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml tools/install_launcher.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]' \
+	    --config-settings editable_mode=compat
+	$(PY) tools/install_launcher.py pyrun runtime.cli.main:entry
+	touch $@
+
+# Example rootfs trees are built from Debian's static busybox, never committed.
+rootfs: apt
+	@for b in $(EXAMPLES); do bundles/build-rootfs "$$b/rootfs"; done
+
+# PYTHONDONTWRITEBYTECODE is set on this machine: compile the package the way a wheel install
+# would, or every `pyrun` start pays for compiling its modules again.
+compile: venv
+	@$(PY) -m compileall -q runtime
+
+demo: setup
+	$(VENV)/bin/pyrun run bundles/examples/hello
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: setup
+	$(VENV)/bin/pytest -q tests/integration tests/e2e
+
+lint: venv
+	$(VENV)/bin/ruff check runtime tests bench tools
+	$(VENV)/bin/ruff format --check runtime tests bench tools
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/lifecycle.py
+
+clean:
+	rm -rf $(VENV) bundles/examples/*/rootfs

@@ -1,0 +1,96 @@
+"""A bundle directory -> its validated config (parse, schema, semantics, host probes).
+
+Rule 2: everything is checked here, before create makes its first state directory, cgroup or
+process; every problem found is reported together.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runtime.errors import PyrunError, SpecError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.spec.types import Config
+
+CONFIG_NAMES = ("config.json", "config.yaml", "config.yml")
+
+
+def config_path(bundle: str) -> str:
+    """The bundle's one config file; an error if there is none or more than one."""
+    if not os.path.isdir(bundle):
+        raise PyrunError(f"bundle {bundle}: not a directory")
+    found = [name for name in CONFIG_NAMES if os.path.isfile(f"{bundle}/{name}")]
+    if not found:
+        raise PyrunError(f"bundle {bundle}: no config.json or config.yaml")
+    if len(found) > 1:
+        raise PyrunError(f"bundle {bundle}: both {found[0]} and {found[1]} exist; keep exactly one")
+    return f"{bundle}/{found[0]}"
+
+
+def read_config(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise PyrunError(f"{path}: {(err.strerror or 'cannot read').lower()}") from None
+
+
+def load_bundle(bundle: str) -> tuple[Config, str]:
+    """(config, absolute rootfs path) of a bundle; SpecError lists every problem."""
+    from runtime.spec import parse_config
+
+    path = config_path(bundle)
+    data = read_config(path)
+    try:
+        config = parse_config(data, path)
+    except SpecError as err:
+        problems = err.problems + host_problems_raw(bundle, _rootfs_of_bytes(data, path))
+        raise SpecError(path, problems) from None
+    rootfs = rootfs_path(bundle, config)
+    problems = host_problems(config, rootfs)
+    if problems:
+        raise SpecError(path, problems)
+    return config, rootfs
+
+
+def rootfs_path(bundle: str, config: Config) -> str:
+    root = config.get("root", {}).get("path", "rootfs")
+    return os.path.normpath(root if root.startswith("/") else f"{bundle}/{root}")
+
+
+def host_problems(config: Config, rootfs: str) -> list[str]:
+    """Checks against this host (rule 2's host probes)."""
+    problems = host_problems_raw("", rootfs)
+    for index, ns in enumerate(config.get("linux", {}).get("namespaces", [])):
+        path = ns.get("path")
+        if path and not os.path.exists(path):
+            problems.append(f"linux.namespaces[{index}].path: {path} does not exist")
+    return problems
+
+
+def host_problems_raw(bundle: str, rootfs: str | None) -> list[str]:
+    if rootfs is None:
+        return []
+    if bundle and not rootfs.startswith("/"):
+        rootfs = os.path.normpath(f"{bundle}/{rootfs}")
+    if not os.path.isdir(rootfs):
+        return [f"root.path: rootfs {rootfs} does not exist or is not a directory"]
+    return []
+
+
+def _rootfs_of_bytes(data: bytes, path: str) -> str | None:
+    from runtime.spec.document import decode
+
+    try:
+        return rootfs_guess(decode(data, path).data)
+    except SpecError:
+        return None
+
+
+def rootfs_guess(document: object) -> str | None:
+    """root.path of a config that failed validation, if it names one."""
+    root = document.get("root") if isinstance(document, dict) else None
+    value = root.get("path") if isinstance(root, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,147 @@
+"""The parent <-> init protocol: a closed set of typed messages over two pipes (rule 7).
+
+The container is set up by processes forked from ``pyrun create`` (no re-exec: the children
+already hold the parsed config), so the channel only carries pids, go-aheads and failures::
+
+    pyrun create (P)              bootstrap (C1)                      init (C2, pid 1 inside)
+    ----------------              --------------                      -----------------------
+    state dir, cgroup
+    fork ----------------------->  join cgroup, setns(paths),
+                                   unshare(new namespaces)
+                                   fork ---------------------------->
+             <------ Pid(init) --  exit 0
+    waitpid(C1)                                                       mounts, /dev, hostname,
+                                                                      pivot_root, sysctl, masks,
+                                                                      rlimits, user, caps, lookup
+             <-------------------------------------------- Ready --  (or Failed(message))
+    state.json (pid, start time),
+    pid file, exit                                                    open exec.fifo O_WRONLY
+                                                                      (blocks until start)
+    pyrun start: open exec.fifo, read "0", unlink -----------------> execve(process.args)
+
+A ``Failed`` may come from either child at any step; EOF before ``Ready`` means a child died
+without a word (killed) and is reported as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from runtime.errors import ContainerInitError
+
+TYPE_CHECKING = False
+
+
+class Pid:
+    """C1 -> P: the host pid of the container's init."""
+
+    tag = b"P"
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def payload(self) -> bytes:
+        return str(self.pid).encode()
+
+
+class Ready:
+    """C2 -> P: everything but the exec is done; init now waits for ``start``."""
+
+    tag = b"R"
+    __slots__ = ()
+
+    def payload(self) -> bytes:
+        return b""
+
+
+class Failed:
+    """C1/C2 -> P: setting the container up failed; the message is shown to the user."""
+
+    tag = b"F"
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def payload(self) -> bytes:
+        return self.message.encode(errors="replace")
+
+
+class Proceed:
+    """P -> C1: go on (sent after the parent's part, e.g. writing id maps, is done)."""
+
+    tag = b"G"
+    __slots__ = ()
+
+    def payload(self) -> bytes:
+        return b""
+
+
+if TYPE_CHECKING:
+    Message = Pid | Ready | Failed | Proceed
+
+
+def _decode(tag: bytes, payload: bytes) -> Message:
+    if tag == Pid.tag:
+        return Pid(int(payload))
+    if tag == Ready.tag:
+        return Ready()
+    if tag == Failed.tag:
+        return Failed(payload.decode(errors="replace"))
+    if tag == Proceed.tag:
+        return Proceed()
+    raise ContainerInitError(f"protocol error: unknown message {tag!r}")
+
+
+class Channel:
+    """One end: messages out through ``write_fd``, in through ``read_fd``."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+
+    def send(self, message: Message) -> None:
+        payload = message.payload()
+        frame = message.tag + len(payload).to_bytes(4, "big") + payload
+        view = memoryview(frame)
+        while view:
+            written = os.write(self.write_fd, view)
+            view = view[written:]
+
+    def receive(self) -> Message | None:
+        """The next message, or None at EOF (every writer has gone)."""
+        header = self._read_exactly(5)
+        if header is None:
+            return None
+        length = int.from_bytes(header[1:], "big")
+        payload = self._read_exactly(length) if length else b""
+        if payload is None:
+            raise ContainerInitError("protocol error: truncated message")
+        return _decode(header[:1], payload)
+
+    def _read_exactly(self, count: int) -> bytes | None:
+        chunks = b""
+        while len(chunks) < count:
+            chunk = os.read(self.read_fd, count - len(chunks))
+            if not chunk:
+                if chunks:
+                    raise ContainerInitError("protocol error: truncated message")
+                return None
+            chunks += chunk
+        return chunks
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.read_fd = self.write_fd = -1
+
+
+def channel_pair() -> tuple[Channel, Channel]:
+    """(parent end, child end). Both pipes are close-on-exec, as every fd Python opens."""
+    up_read, up_write = os.pipe()
+    down_read, down_write = os.pipe()
+    return Channel(up_read, down_write), Channel(down_read, up_write)

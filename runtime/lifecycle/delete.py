@@ -1,0 +1,83 @@
+"""``pyrun delete [--force] ID``: stop what is left and remove cgroup and state.
+
+Works from partial state too (a create killed half way): whatever the state directory names
+is undone, and a missing piece is not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from runtime.errors import ContainerNotFound, PyrunError
+from runtime.lifecycle import status as st
+from runtime.lifecycle.container import Container, Context
+from runtime.linux.procfs import is_alive
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.cgroups.base import CgroupManager
+    from runtime.lifecycle.store import Store
+
+_SIGKILL = 9
+_DEATH_WAIT_SECONDS = 5.0
+
+
+def delete(ctx: Context, container_id: str, force: bool = False) -> None:
+    store = ctx.store
+    try:
+        container = Container.load(store, container_id)
+    except ContainerNotFound:
+        if force:
+            # A create killed before its first state write leaves only the directory.
+            store.remove(container_id)
+            return
+        raise
+    status = container.status()
+    if not force:
+        st.require("delete", status, container_id)
+    destroy(container)
+
+
+def destroy(container: Container) -> None:
+    destroy_resources(
+        container.store,
+        container.id,
+        container.cgroup(),
+        container.pid,
+        container.state.get("pidStartTime"),
+    )
+
+
+def destroy_resources(
+    store: Store,
+    container_id: str,
+    manager: CgroupManager | None,
+    init_pid: int,
+    init_start: int | None = None,
+) -> None:
+    if init_pid and is_alive(init_pid, init_start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init_pid, _SIGKILL)
+    if manager is not None and manager.exists():
+        manager.signal_all(_SIGKILL)
+    if init_pid:
+        _wait_gone(init_pid, init_start)
+    if manager is not None:
+        manager.destroy()
+    store.remove(container_id)
+
+
+def _wait_gone(pid: int, started: int | None) -> None:
+    """SIGKILL is not instant (exit of a big process, D state): wait, but bounded."""
+    deadline = time.monotonic() + _DEATH_WAIT_SECONDS
+    delay = 0.0005
+    while is_alive(pid, started):
+        if time.monotonic() > deadline:
+            raise PyrunError(
+                f"process {pid} did not die after SIGKILL within {_DEATH_WAIT_SECONDS:.0f}s"
+                " (uninterruptible sleep?); retry delete --force"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)

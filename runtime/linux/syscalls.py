@@ -1,0 +1,179 @@
+"""The one syscall seam (rule 3): every namespace, mount, capability and prctl call is here.
+
+``Syscalls`` calls libc through ctypes (Python 3.11 has no os.unshare/os.setns/mount) and turns
+a failure into ``LinuxError`` with the operation, its argument and errno, in one place. Code that
+sets a container up receives an instance, so unit tests pass a recording fake instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from runtime.errors import LinuxError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+# Syscalls glibc 2.36 has no wrapper for, by architecture.
+_SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "openat2": 437, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "mount_setattr": 442},
+}
+_NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
+
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_libc.syscall.restype = ctypes.c_long
+
+# prctl(2) options
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+AT_RECURSIVE = 0x8000
+MNT_DETACH = 0x2
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def _check(result: int, operation: str, detail: str = "") -> int:
+    if result < 0:
+        raise LinuxError(operation, ctypes.get_errno(), detail)
+    return result
+
+
+class Syscalls:
+    """The real seam. Method names follow the syscalls; failures raise LinuxError."""
+
+    def unshare(self, flags: int) -> None:
+        _check(_libc.unshare(flags), "unshare", hex(flags))
+
+    def setns(self, fd: int, nstype: int, path: str = "") -> None:
+        _check(_libc.setns(fd, nstype), "setns", path)
+
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        result = _libc.mount(_bytes(source), _bytes(target), _bytes(fstype), flags, _bytes(data))
+        _check(result, "mount", f"{source or fstype or ''} on {target}".strip())
+
+    def umount(self, target: str, flags: int = 0) -> None:
+        _check(_libc.umount2(_bytes(target), flags), "umount", target)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        result = _libc.syscall(_NR["pivot_root"], _bytes(new_root), _bytes(put_old))
+        _check(result, "pivot_root", new_root)
+
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+        return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl", str(option))
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for index in range(2):
+            shift = 32 * index
+            data[index].effective = (effective >> shift) & 0xFFFFFFFF
+            data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
+            data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+        _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+        how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+        result = _libc.syscall(
+            _NR["openat2"], dirfd, _bytes(path), ctypes.byref(how), ctypes.sizeof(how)
+        )
+        return _check(result, "openat2", path)
+
+    def mount_setattr(
+        self, dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int
+    ) -> None:
+        attr = _MountAttr(attr_set, attr_clr, 0, 0)
+        result = _libc.syscall(
+            _NR["mount_setattr"],
+            dirfd,
+            _bytes(path),
+            flags,
+            ctypes.byref(attr),
+            ctypes.sizeof(attr),
+        )
+        _check(result, "mount_setattr", path)
+
+    # Plain os calls that set a container up go through the seam too, so a fake can record them
+    # and every failure reads the same way.
+    def call(self, operation: str, detail: str, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return func(*args)
+        except OSError as err:
+            raise LinuxError(operation, err.errno or 0, detail) from None

@@ -159,10 +159,16 @@ def bundles(tmp_path: Path, busybox_rootfs: Path) -> Bundles:
     return Bundles(tmp_path, busybox_rootfs)
 
 
+# Container-id prefixes of the running test: leak checks look only at what they name, so tests
+# running at the same time (other sessions, xdist) never count as each other's leaks.
+CURRENT_PREFIXES: list[str] = []
+
+
 class Runtime:
     """One runtime binary (pyrun or runc) with its own state root, run through the shim."""
 
     def __init__(self, binary: str, root: str, shim: Shim, prefix: str) -> None:
+        CURRENT_PREFIXES.append(prefix)
         self.binary = binary
         self.root = root
         self.shim = shim
@@ -225,11 +231,13 @@ def runc(shim: Shim) -> Iterator[Runtime]:
 # -- leak checks ----------------------------------------------------------------------------
 
 
-def cgroup_leftovers() -> list[str]:
+def cgroup_leftovers(prefixes: list[str]) -> list[str]:
+    """Cgroup directories (at any depth below /sys/fs/cgroup) named after the prefixes."""
     found = []
-    for pattern in ("/sys/fs/cgroup/*/pyrun/*", "/sys/fs/cgroup/*/pyrun-test*/*"):
-        found += [p for p in glob.glob(pattern) if os.path.isdir(p)]
-    return sorted(found)
+    for prefix in prefixes:
+        for depth in ("*", "*/*", "*/*/*", "*/*/*/*"):
+            found += [p for p in glob.glob(f"/sys/fs/cgroup/{depth}/{prefix}*") if os.path.isdir(p)]
+    return sorted(set(found))
 
 
 def mount_leftovers(markers: list[str]) -> list[str]:
@@ -238,8 +246,11 @@ def mount_leftovers(markers: list[str]) -> list[str]:
     return [line for line in lines if any(marker in line for marker in markers)]
 
 
-def state_leftovers() -> list[str]:
-    return sorted(glob.glob(f"{TEST_STATE_BASE}/*/*"))
+def state_leftovers(prefixes: list[str]) -> list[str]:
+    found = []
+    for prefix in prefixes:
+        found += glob.glob(f"{TEST_STATE_BASE}/{prefix}*/*")
+    return sorted(found)
 
 
 @pytest.fixture(autouse=True)
@@ -247,10 +258,11 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
     if "/unit/" in str(request.node.fspath):
         yield
         return
-    before_cgroups = set(cgroup_leftovers())
+    CURRENT_PREFIXES.clear()
     yield
     problems = []
-    cgroups = sorted(set(cgroup_leftovers()) - before_cgroups)
+    prefixes = list(CURRENT_PREFIXES)
+    cgroups = cgroup_leftovers(prefixes)
     if cgroups:
         problems.append(f"cgroups left: {cgroups}")
         for path in reversed(cgroups):
@@ -259,9 +271,16 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
     mounts = mount_leftovers([str(tmp_path)])
     if mounts:
         problems.append(f"mounts left: {mounts}")
-    states = state_leftovers()
+    states = state_leftovers(prefixes)
     if states:
         problems.append(f"state dirs left: {states}")
         for path in states:
             shutil.rmtree(path, ignore_errors=True)
+    if "shim" in request.fixturenames:
+        shim: Shim = request.getfixturevalue("shim")
+        children = shim.children()
+        if children:
+            problems.append(f"processes left under the shim: {children}")
+            for pid in children:
+                _kill(pid)
     assert not problems, "\n".join(problems)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.cgroups.base import CgroupFS, CgroupManager
+    from runtime.cgroups.probe import Host
 
 __all__ = ["CgroupError", "manager_from_state", "open_manager"]
 
@@ -46,12 +47,13 @@ def open_manager(
     sysfs_root: str = "/sys/fs/cgroup",
     proc_root: str = "/proc",
     fs: CgroupFS | None = None,
+    host: Host | None = None,
 ) -> CgroupManager:
     """The cgroup manager for a container, by runc's rules for ``linux.cgroupsPath``.
 
     Absolute paths are relative to each hierarchy's root as this cgroup namespace sees it,
     relative ones to this process's own cgroup, and None means ``/pyrun/<container_id>``.
-    ``fs`` replaces the cgroupfs seam (unit tests).
+    ``fs`` replaces the cgroupfs seam (unit tests); ``host`` reuses an earlier ``probe()``.
     """
     from runtime.cgroups.base import Manager
     from runtime.cgroups.probe import probe, resolve
@@ -65,7 +67,8 @@ def open_manager(
         path = f"/pyrun/{container_id}"
     else:
         path = cgroups_path
-    host = probe(sysfs_root=sysfs_root, proc_root=proc_root)
+    if host is None:
+        host = probe(sysfs_root=sysfs_root, proc_root=proc_root)
     paths, mounts = resolve(host, path)
     return Manager(host.version, paths, mounts, fs)
 

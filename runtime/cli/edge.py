@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
     from runtime.cli.options import Invocation
     from runtime.lifecycle.container import Context
+    from runtime.lifecycle.spawn import HeadStart
 
 
-def dispatch(invocation: Invocation) -> int:
+def dispatch(invocation: Invocation, head_start: HeadStart | None = None) -> int:
+    """Run a parsed command line. ``head_start`` is what main() began for create/run."""
     from runtime import log
     from runtime.lifecycle.container import Context
 
@@ -35,6 +37,12 @@ def dispatch(invocation: Invocation) -> int:
     log.configure(ctx.log_path, ctx.log_format, ctx.debug)
     try:
         log.debug(f"{invocation.command} {invocation.args}")
+        if invocation.command in ("create", "run"):
+            if head_start is None:
+                from runtime.lifecycle.spawn import HeadStart
+
+                head_start = HeadStart()
+            return _VERBS[invocation.command](ctx, invocation.options, invocation.args, head_start)
         return _VERBS[invocation.command](ctx, invocation.options, invocation.args)
     except PyrunError as err:
         _report(err.message)
@@ -47,6 +55,9 @@ def dispatch(invocation: Invocation) -> int:
         where = f": {err.filename}" if err.filename else ""
         _report(f"{(err.strerror or str(err)).lower()}{where}")
         return 1
+    finally:
+        if head_start is not None:
+            head_start.finish()
 
 
 def _report(message: str) -> None:
@@ -93,17 +104,21 @@ def resolve_id_and_bundle(target: str, bundle: str | None) -> tuple[str, str]:
     return target, bundle or os.getcwd()
 
 
-def _verb_create(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+def _verb_create(
+    ctx: Context, options: dict[str, Any], args: dict[str, Any], head: HeadStart
+) -> int:
+    create_options = _create_options(options, args)
     from runtime.lifecycle.create import create
 
-    create(ctx, _create_options(options, args))
+    create(ctx, create_options, head.early, head.boot)
     return 0
 
 
-def _verb_run(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+def _verb_run(ctx: Context, options: dict[str, Any], args: dict[str, Any], head: HeadStart) -> int:
+    create_options = _create_options(options, args)
     from runtime.lifecycle.run import run
 
-    return run(ctx, _create_options(options, args), detach=bool(options.get("detach")))
+    return run(ctx, create_options, bool(options.get("detach")), head.early, head.boot)
 
 
 def _verb_start(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
@@ -163,7 +178,7 @@ def _verb_validate(ctx: Context, options: dict[str, Any], args: dict[str, Any]) 
     return 0 if ok else 1
 
 
-_VERBS: dict[str, Callable[[Context, dict[str, Any], dict[str, Any]], int]] = {
+_VERBS: dict[str, Callable[..., int]] = {
     "create": _verb_create,
     "run": _verb_run,
     "start": _verb_start,

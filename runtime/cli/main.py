@@ -20,9 +20,14 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.cli.full import run_click
 
         return run_click(args)
+    head_start = None
+    if invocation.command in ("create", "run"):
+        from runtime.lifecycle.spawn import HeadStart
+
+        head_start = HeadStart()  # before the imports below: it runs in parallel with them
     from runtime.cli.edge import dispatch
 
-    return dispatch(invocation)
+    return dispatch(invocation, head_start)
 
 
 def entry() -> None:

@@ -1,36 +1,46 @@
-"""The parent <-> init protocol: a closed set of typed messages over two pipes (rule 7).
+r"""The parent <-> init protocol: a closed set of typed messages over two pipes (rule 7).
 
-The container is set up by processes forked from ``pyrun create`` (no re-exec: the children
-already hold the parsed config), so the channel only carries pids, go-aheads and failures::
+The container is set up by processes forked from ``pyrun create`` (no re-exec). The bootstrap
+child is forked first thing, before the config is even read, so that it imports the
+container-side modules (ctypes and friends) on the other core while the parent validates; the
+parent then sends it the plan. The parent makes and joins the cgroup while the children set up::
 
-    pyrun create (P)              bootstrap (C1)                      init (C2, pid 1 inside)
-    ----------------              --------------                      -----------------------
-    state dir, cgroup
-    fork ----------------------->  join cgroup, setns(paths),
-                                   unshare(new namespaces)
-                                   fork ---------------------------->
-             <------ Pid(init) --  exit 0
-    waitpid(C1)                                                       mounts, /dev, hostname,
-                                                                      pivot_root, sysctl, masks,
-                                                                      rlimits, user, caps, lookup
-             <-------------------------------------------- Ready --  (or Failed(message))
+    pyrun create (P)                 bootstrap (C1)              init (C2, pid 1 inside)
+    ----------------                 --------------              -----------------------
+    fork ------------------------->  imports
+    read + validate config,
+    state dir, exec fifo
+    Plan(config, paths) ---------->  setns(paths), unshare(new
+    config copy, cgroup dirs,        namespaces but cgroup)
+    resources                        clone(CLONE_PARENT) -------> (a child of P, not of C1)
+    Proceed (1: cgroup dirs) ----\   send Pid(init), exit 0      close fds, lo up
+             <--------- Pid(init) \
+    waitpid(C1); write init's pid  \--------------------------> [wait 1] mounts, /dev,
+    into the cgroup (cgroup.procs)                               hostname, pivot_root,
+    Proceed (2: joined) ---------------------------------------> sysctl, masks, rlimits,
+                                                                 user, caps, exec lookup,
+                                                                 [wait 2]
+             <------------------------------------------- Ready  (or Failed(message))
     state.json (pid, start time),
-    pid file, exit                                                    open exec.fifo O_WRONLY
-                                                                      (blocks until start)
-    pyrun start: open exec.fifo, read "0", unlink -----------------> execve(process.args)
+    pid file, exit                                               open exec.fifo O_WRONLY
+                                                                 (blocks until start)
+    pyrun start: open exec.fifo, read "0", unlink ------------> execve(process.args)
 
-A ``Failed`` may come from either child at any step; EOF before ``Ready`` means a child died
-without a word (killed) and is reported as such.
+If the parent fails before sending the plan, it closes its end: the bootstrap child sees EOF and
+exits. With a new cgroup namespace, init waits for both Proceeds before unsharing it (the
+namespace is rooted at the cgroup init is in). A ``Failed`` may come from either child at any
+step; EOF before ``Ready`` means a child died without a word.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime.errors import ContainerInitError
 
 TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Pid:
@@ -69,6 +79,21 @@ class Failed:
         return self.message.encode(errors="replace")
 
 
+class Plan:
+    """P -> C1: what to build (the validated config and where things are), as JSON."""
+
+    tag = b"C"
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def payload(self) -> bytes:
+        from runtime import jsonfast
+
+        return jsonfast.dumps(self.data).encode()
+
+
 class Proceed:
     """P -> C1: go on (sent after the parent's part, e.g. writing id maps, is done)."""
 
@@ -80,7 +105,7 @@ class Proceed:
 
 
 if TYPE_CHECKING:
-    Message = Pid | Ready | Failed | Proceed
+    Message = Pid | Ready | Failed | Proceed | Plan
 
 
 def _decode(tag: bytes, payload: bytes) -> Message:
@@ -92,6 +117,10 @@ def _decode(tag: bytes, payload: bytes) -> Message:
         return Failed(payload.decode(errors="replace"))
     if tag == Proceed.tag:
         return Proceed()
+    if tag == Plan.tag:
+        from runtime import jsonfast
+
+        return Plan(jsonfast.loads(payload))
     raise ContainerInitError(f"protocol error: unknown message {tag!r}")
 
 
@@ -135,8 +164,10 @@ class Channel:
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):
             if fd >= 0:
-                with contextlib.suppress(OSError):
+                try:
                     os.close(fd)
+                except OSError:
+                    pass
         self.read_fd = self.write_fd = -1
 
 

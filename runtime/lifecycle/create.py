@@ -7,12 +7,11 @@ cgroup, and the container's processes. On any failure everything made so far is 
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Pid, Ready, channel_pair
+from runtime.errors import PyrunError
 from runtime.lifecycle.container import OCI_VERSION, Container, Context
+from runtime.lifecycle.init import InitPlan
 from runtime.lifecycle.store import EXEC_FIFO, Store, validate_id, write_atomic
 from runtime.linux.procfs import start_time
 from runtime.timefmt import rfc3339_nano
@@ -23,7 +22,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.cgroups.base import CgroupManager
-    from runtime.linux.rootfs import CgroupMount
+    from runtime.cgroups.probe import Host
+    from runtime.cgroups.warmup import Early
+    from runtime.lifecycle.spawn import Bootstrap
     from runtime.spec.types import Config
 
 
@@ -57,29 +58,63 @@ class CreateOptions:
         self.preserve_fds = preserve_fds
 
 
-def create(ctx: Context, options: CreateOptions) -> Container:
+def create(
+    ctx: Context,
+    options: CreateOptions,
+    early: Early | None = None,
+    boot: Bootstrap | None = None,
+) -> Container:
+    """``early`` (cgroup probe + migration warm-up, cgroups/warmup.py) and ``boot`` (the
+    bootstrap child, spawn.py) are started by the CLI before it imports this module, so that
+    they overlap everything below; create starts them itself when they are not given."""
     from runtime.lifecycle.bundle import load_bundle
 
-    validate_id(options.id)
-    bundle = os.path.abspath(options.bundle)
-    config, rootfs = load_bundle(bundle)
-    mark("P", "config loaded")
-    _check_supported(config, options)
-    manager = _open_cgroup(ctx, options.id, config)
+    mark("P", "create")
+    if early is None:
+        from runtime.cgroups.warmup import begin
 
-    store = ctx.store
-    mark("P", "cgroup probed")
-    state_dir = store.make(options.id)
+        early = begin()
+    if boot is None:
+        from runtime.lifecycle.spawn import Bootstrap
+
+        boot = Bootstrap()
+    try:
+        validate_id(options.id)
+        bundle = os.path.abspath(options.bundle)
+        config, rootfs = load_bundle(bundle)
+        mark("P", "config loaded")
+        _check_supported(config, options)
+        manager = _open_cgroup(ctx, options.id, config, early.host if early else None)
+        mark("P", "cgroup probed")
+        store = ctx.store
+        state_dir = store.make(options.id)
+    except BaseException:
+        boot.abort()
+        if early is not None:
+            early.wait()
+        raise
     state = _initial_state(options.id, bundle, rootfs, config, manager)
     try:
         store.write_state(options.id, state)
-        store.write_config(options.id, config)
         os.mkfifo(f"{state_dir}/{EXEC_FIFO}", 0o622)
-        if manager is not None:
-            manager.create()
-            _apply_resources(manager, config)
-        mark("P", "cgroup made")
-        pid = _spawn(config, rootfs, bundle, state_dir, manager, options)
+        mark("P", "state written")
+
+        def parent_work() -> None:
+            store.write_config(options.id, config)
+            if manager is not None:
+                manager.create()
+                _apply_resources(manager, config)
+
+        plan = InitPlan.message(
+            config,
+            rootfs,
+            bundle,
+            state_dir,
+            _cgroup_mounts(manager),
+            options.no_pivot,
+            options.preserve_fds,
+        )
+        pid = boot.build(plan, manager, parent_work)
         mark("P", "init ready")
         state["pid"] = pid
         state["pidStartTime"] = start_time(pid)
@@ -87,7 +122,12 @@ def create(ctx: Context, options: CreateOptions) -> Container:
         store.write_state(options.id, state)
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), str(pid).encode(), 0o644)
+        if early is not None:
+            early.wait()  # long over by now; leave no thread behind
     except BaseException:
+        boot.abort()
+        if early is not None:
+            early.wait()
         _undo(store, options.id, manager)
         raise
     mark("P", "created")
@@ -106,11 +146,16 @@ def _check_supported(config: Config, options: CreateOptions) -> None:
         )
 
 
-def _open_cgroup(ctx: Context, container_id: str, config: Config) -> CgroupManager | None:
+def _open_cgroup(
+    ctx: Context, container_id: str, config: Config, host: Host | None
+) -> CgroupManager | None:
     from runtime.cgroups import open_manager
 
     return open_manager(
-        container_id, config["linux"].get("cgroupsPath") or None, systemd=ctx.systemd_cgroup
+        container_id,
+        config["linux"].get("cgroupsPath") or None,
+        systemd=ctx.systemd_cgroup,
+        host=host,
     )
 
 
@@ -143,16 +188,15 @@ def _initial_state(
     }
 
 
-def _cgroup_mounts(manager: CgroupManager | None) -> list[CgroupMount]:
-    """How a ``cgroup`` mount in the config shows this container's hierarchies."""
-    from runtime.linux.rootfs import CgroupMount
-
+def _cgroup_mounts(manager: CgroupManager | None) -> list[tuple[str, str, str, str | None]]:
+    """How a ``cgroup`` mount in the config shows this container's hierarchies: (directory
+    under the mount, host cgroup dir to bind, fstype and data for a fresh mount)."""
     if manager is None:
         return []
-    mounts = []
+    mounts: list[tuple[str, str, str, str | None]] = []
     for name, path in sorted(manager.paths().items()):
         if manager.version == "v2":
-            return [CgroupMount("", path, "cgroup2", None)]
+            return [("", path, "cgroup2", None)]
         if name == "unified":
             continue  # runc shows only the v1 hierarchies on a hybrid host
         subdir = (
@@ -161,73 +205,15 @@ def _cgroup_mounts(manager: CgroupManager | None) -> list[CgroupMount]:
             else name.replace("name=", "")
         )
         data = name if not name.startswith("name=") else f"none,{name}"
-        mounts.append(CgroupMount(subdir, path, "cgroup", data))
+        mounts.append((subdir, path, "cgroup", data))
     return mounts
-
-
-def _spawn(
-    config: Config,
-    rootfs: str,
-    bundle: str,
-    state_dir: str,
-    manager: CgroupManager | None,
-    options: CreateOptions,
-) -> int:
-    from runtime.lifecycle.init import InitPlan, bootstrap
-    from runtime.linux.namespaces import NamespacePlan
-    from runtime.linux.syscalls import Syscalls
-
-    plan = InitPlan(
-        Syscalls(),
-        config,
-        rootfs,
-        bundle,
-        NamespacePlan(config["linux"]["namespaces"]),
-        manager,
-        _cgroup_mounts(manager),
-        os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
-        no_pivot=options.no_pivot,
-        preserve_fds=options.preserve_fds,
-    )
-    parent, child = channel_pair()
-    try:
-        bootstrap_pid = os.fork()
-        if bootstrap_pid == 0:
-            parent.close()
-            bootstrap(plan, child)  # never returns
-        child.close()
-        os.close(plan.state_dir_fd)
-        return _await_init(parent, bootstrap_pid)
-    finally:
-        parent.close()
-
-
-def _await_init(channel: Any, bootstrap_pid: int) -> int:
-    init_pid = 0
-    try:
-        message = channel.receive()
-        if isinstance(message, Pid):
-            init_pid = message.pid
-            message = channel.receive()
-    finally:
-        os.waitpid(bootstrap_pid, 0)
-    if isinstance(message, Ready):
-        return init_pid
-    if init_pid:
-        _kill_quietly(init_pid)
-    if isinstance(message, Failed):
-        raise ContainerInitError(f"unable to start container process: {message.message}")
-    raise ContainerInitError("unable to start container process: init exited without a word")
-
-
-def _kill_quietly(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, 9)
 
 
 def _undo(store: Store, container_id: str, manager: CgroupManager | None) -> None:
     """Remove everything a failed create made. Errors here must not hide the first one."""
     from runtime.lifecycle.delete import destroy_resources
 
-    with contextlib.suppress(PyrunError):
+    try:
         destroy_resources(store, container_id, manager, init_pid=0)
+    except PyrunError:
+        pass

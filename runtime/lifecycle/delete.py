@@ -6,7 +6,6 @@ is undone, and a missing piece is not an error.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -58,9 +57,11 @@ def destroy_resources(
     init_start: int | None = None,
 ) -> None:
     if init_pid and is_alive(init_pid, init_start):
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(init_pid, _SIGKILL)
-    if manager is not None and manager.exists():
+        except ProcessLookupError:
+            pass
+    if manager is not None and manager.exists() and manager.pids():
         manager.signal_all(_SIGKILL)
     if init_pid:
         _wait_gone(init_pid, init_start)

@@ -11,16 +11,15 @@ import _signal
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Pid, Ready
+from runtime.lifecycle.channel import Failed, Pid, Plan, Proceed, Ready
 from runtime.lifecycle.store import EXEC_FIFO
 from runtime.trace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runtime.cgroups.base import CgroupManager
+    from typing import Any
+
     from runtime.lifecycle.channel import Channel
-    from runtime.linux.namespaces import NamespacePlan
-    from runtime.linux.rootfs import CgroupMount
     from runtime.linux.syscalls import Syscalls
     from runtime.spec.types import Config
 
@@ -28,44 +27,53 @@ _SIG_DFL = 0
 
 
 class InitPlan:
-    """Everything the children need, handed over by fork (no serialisation)."""
+    """What the children build: sent by the parent as one ``Plan`` message."""
 
     __slots__ = (
         "bundle",
-        "cgroup",
         "cgroup_mounts",
         "config",
         "namespaces",
         "no_pivot",
         "preserve_fds",
         "rootfs",
+        "state_dir",
         "state_dir_fd",
-        "sys",
     )
 
-    def __init__(
-        self,
-        sys: Syscalls,
+    def __init__(self, data: dict[str, Any]) -> None:
+        from runtime.linux.namespaces import NamespacePlan
+        from runtime.linux.rootfs import CgroupMount
+
+        self.config: Config = data["config"]
+        self.rootfs: str = data["rootfs"]
+        self.bundle: str = data["bundle"]
+        self.state_dir: str = data["stateDir"]
+        self.state_dir_fd = -1  # opened by init before pivot_root
+        self.no_pivot: bool = data["noPivot"]
+        self.preserve_fds: int = data["preserveFds"]
+        self.cgroup_mounts = [CgroupMount(*item) for item in data["cgroupMounts"]]
+        self.namespaces = NamespacePlan(self.config["linux"]["namespaces"])
+
+    @staticmethod
+    def message(
         config: Config,
         rootfs: str,
         bundle: str,
-        namespaces: NamespacePlan,
-        cgroup: CgroupManager | None,
-        cgroup_mounts: list[CgroupMount],
-        state_dir_fd: int,
-        no_pivot: bool = False,
-        preserve_fds: int = 0,
-    ) -> None:
-        self.sys = sys
-        self.config = config
-        self.rootfs = rootfs
-        self.bundle = bundle
-        self.namespaces = namespaces
-        self.cgroup = cgroup
-        self.cgroup_mounts = cgroup_mounts
-        self.state_dir_fd = state_dir_fd
-        self.no_pivot = no_pivot
-        self.preserve_fds = preserve_fds
+        state_dir: str,
+        cgroup_mounts: list[tuple[str, str, str, str | None]],
+        no_pivot: bool,
+        preserve_fds: int,
+    ) -> dict[str, Any]:
+        return {
+            "config": config,
+            "rootfs": rootfs,
+            "bundle": bundle,
+            "stateDir": state_dir,
+            "cgroupMounts": cgroup_mounts,
+            "noPivot": no_pivot,
+            "preserveFds": preserve_fds,
+        }
 
 
 def _describe(err: BaseException) -> str:
@@ -76,49 +84,76 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def bootstrap(plan: InitPlan, channel: Channel) -> None:
-    """C1: enter the cgroup and namespaces, then fork init into them. Never returns."""
-    code = 1
+def _fail(channel: Channel, err: BaseException) -> None:
     try:
+        channel.send(Failed(_describe(err)))
+    finally:
+        os._exit(1)
+
+
+def bootstrap(channel: Channel) -> None:
+    """C1, forked before the config is read: import, wait for the plan, enter the namespaces
+    to join, unshare the new ones, make init. Never returns.
+
+    The cgroup namespace is left to init: it must be made after init has joined its cgroup,
+    which the parent does while init sets up (see channel.py).
+    """
+    try:
+        # The point of forking early: these imports (ctypes above all) and the ones init needs
+        # run while the parent validates the config. Init is a clone of this process and
+        # inherits them; after pivot_root it could not import anything from the host.
+        import runtime.linux.capabilities
+        import runtime.linux.process
+        import runtime.linux.rootfs
+        import runtime.linux.system  # noqa: F401
         from runtime.linux.namespaces import join_all
+        from runtime.linux.syscalls import Syscalls
+        from runtime.spec.tables import NAMESPACES
 
-        # The cgroup first: a new cgroup namespace is rooted where its creator stands.
-        mark("C1", "forked")
-        if plan.cgroup is not None:
-            plan.cgroup.join(os.getpid())
-        mark("C1", "joined cgroup")
-        join_all(plan.sys, plan.namespaces.joins)
-        if plan.namespaces.new_flags:
-            plan.sys.unshare(plan.namespaces.new_flags)
+        mark("C1", "imports done")
+        message = channel.receive()
+        if message is None:
+            os._exit(0)  # the parent stopped before sending a plan (invalid config, ...)
+        if not isinstance(message, Plan):
+            raise ContainerInitError(f"protocol error: expected Plan, got {message!r}")
+        plan = InitPlan(message.data)
+        sys = Syscalls()
+        join_all(sys, plan.namespaces.joins)
+        flags = plan.namespaces.new_flags & ~NAMESPACES["cgroup"][0]
+        if flags:
+            sys.unshare(flags)
         mark("C1", "unshared")
-        init_pid = os.fork()
+        init_pid = sys.fork_sibling()
         if init_pid == 0:
-            container_init(plan, channel)
+            container_init(plan, channel, sys)
         channel.send(Pid(init_pid))
-        code = 0
-    except BaseException as err:
-        try:
-            channel.send(Failed(_describe(err)))
-        finally:
-            os._exit(1)
-    os._exit(code)
+    except BaseException as err:  # everything must reach the parent
+        _fail(channel, err)
+    os._exit(0)
 
 
-def container_init(plan: InitPlan, channel: Channel) -> None:
+def container_init(plan: InitPlan, channel: Channel, sys: Syscalls) -> None:
     """C2: set the container up, report Ready, wait for start, exec. Never returns."""
     try:
-        exec_path, args, env = _setup(plan)
+        exec_path, args, env = _setup(plan, channel, sys)
         channel.send(Ready())
         channel.close()
     except BaseException as err:
-        try:
-            channel.send(Failed(_describe(err)))
-        finally:
-            os._exit(1)
+        _fail(channel, err)
     _wait_for_start_and_exec(plan, exec_path, args, env)
 
 
-def _setup(plan: InitPlan) -> tuple[str, list[str], dict[str, str]]:
+def _await_proceed(channel: Channel) -> None:
+    message = channel.receive()
+    if message is None:
+        os._exit(1)  # the parent gave up (failed or was killed): nothing to report to
+    if not isinstance(message, Proceed):
+        raise ContainerInitError(f"protocol error: expected Proceed, got {message!r}")
+
+
+def _setup(
+    plan: InitPlan, channel: Channel, sys: Syscalls
+) -> tuple[str, list[str], dict[str, str]]:
     # Every module init needs is imported here, first: after pivot_root the host's Python
     # library is out of reach, and a lazy import there would fail inside the container.
     from runtime.linux.capabilities import CapabilityPlan
@@ -133,14 +168,25 @@ def _setup(plan: InitPlan) -> tuple[str, list[str], dict[str, str]]:
     from runtime.linux.rootfs import Rootfs
     from runtime.linux.syscalls import PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS
     from runtime.linux.system import loopback_up, set_names, write_sysctls
+    from runtime.spec.tables import NAMESPACES
 
-    sys = plan.sys
     config = plan.config
     process = config["process"]
     mark("C2", "forked, imports done")
     _close_inherited_fds(plan.preserve_fds)
+    # The exec fifo is reached through this descriptor after pivot_root hides the host.
+    plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if plan.namespaces.has_new("network"):
         loopback_up()
+    # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, for the cgroup
+    # mount) and moves us into it (Proceed 2). A new cgroup namespace must wait for the move.
+    _await_proceed(channel)
+    mark("C2", "cgroup made")
+    joined = False
+    if plan.namespaces.has_new("cgroup"):
+        _await_proceed(channel)
+        joined = True
+        sys.unshare(NAMESPACES["cgroup"][0])
     rootfs = Rootfs(
         sys,
         config,
@@ -177,6 +223,8 @@ def _setup(plan: InitPlan) -> tuple[str, list[str], dict[str, str]]:
     args = process["args"]
     exec_path = find_executable(args[0], env)
     _reset_signals()
+    if not joined:
+        _await_proceed(channel)
     mark("C2", "ready")
     return exec_path, args, env
 

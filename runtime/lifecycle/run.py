@@ -1,14 +1,14 @@
 """``pyrun run``: create + start, and in the foreground wait and delete.
 
-In the foreground pyrun makes itself a child subreaper before create, so the container's init
-(forked by a short-lived bootstrap child) is re-parented to it and can be waited for. Signals
-pyrun receives are forwarded to init, as runc does. The exit code is the container's, or
-128+N when init was killed by signal N.
+The container's init is a direct child of pyrun (the bootstrap child makes it with
+CLONE_PARENT), so the foreground run waits for it with waitpid. When init, pid 1 of its
+namespace, exits, the kernel kills and reaps everything else in the namespace. Signals pyrun
+receives are forwarded to init, as runc does. The exit code is the container's, or 128+N when
+init was killed by signal N.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime.lifecycle.create import CreateOptions, create
@@ -18,35 +18,37 @@ from runtime.trace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runtime.lifecycle.container import Container, Context
+    from runtime.cgroups.warmup import Early
+    from runtime.lifecycle.container import Context
+    from runtime.lifecycle.spawn import Bootstrap
 
 # Everything but what cannot be caught, what the child's exit sends us, and job control.
 _NOT_FORWARDED = frozenset({9, 17, 19, 20, 21, 22, 23, 28, 32, 33})
 
 
-def run(ctx: Context, options: CreateOptions, detach: bool = False) -> int:
+def run(
+    ctx: Context,
+    options: CreateOptions,
+    detach: bool = False,
+    early: Early | None = None,
+    boot: Bootstrap | None = None,
+) -> int:
+    container = create(ctx, options, early, boot)
     if detach:
-        container = create(ctx, options)
         try:
             release(container)
         except BaseException:
             destroy(container)
             raise
         return 0
-    from runtime.linux.syscalls import PR_SET_CHILD_SUBREAPER, Syscalls
-
-    Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
-    container = create(ctx, options)
     try:
         with _Forwarding(container.pid):
             release(container)
             mark("P", "started")
-            code = _wait(container.pid)
+            code = wait_for(container.pid)
             mark("P", "exited")
     finally:
-        _reap_orphans()
         destroy(container)
-        _reap_orphans()
         mark("P", "deleted")
     return code
 
@@ -71,8 +73,10 @@ class _Forwarding:
         return self
 
     def _forward(self, number: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(self.pid, number)
+        except ProcessLookupError:
+            pass
 
     def __exit__(self, *_exc: object) -> None:
         import _signal
@@ -81,33 +85,16 @@ class _Forwarding:
             _signal.signal(number, handler)
 
 
-def _wait(pid: int) -> int:
-    """Wait for init, reaping any orphan that reaches us meanwhile (we are a subreaper)."""
-    while True:
-        try:
-            reaped, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 255
-        if reaped == pid:
-            return exit_code(status)
+def wait_for(pid: int) -> int:
+    """The exit code of our child ``pid`` (128+N if a signal N ended it)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 255  # reaped elsewhere: nothing truthful to report
+    return exit_code(status)
 
 
 def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
-
-
-def _reap_orphans() -> None:
-    """Processes left in the container's pid namespace die with its init; reap what we got."""
-    while True:
-        try:
-            reaped, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if reaped == 0:
-            return
-
-
-def wait_container(container: Container) -> int:
-    return _wait(container.pid)

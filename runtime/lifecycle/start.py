@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime.errors import PyrunError
@@ -42,5 +41,7 @@ def release(container: Container) -> None:
                 raise PyrunError("cannot start a container that has stopped")
     finally:
         os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass

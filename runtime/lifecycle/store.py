@@ -9,7 +9,6 @@ the rename already protects against a crashed pyrun, and nothing here must survi
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime import jsonfast
@@ -104,7 +103,11 @@ class Store:
         except FileNotFoundError:
             return
         for name in names:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(f"{path}/{name}")
-        with contextlib.suppress(FileNotFoundError):
+            except FileNotFoundError:
+                pass
+        try:
             os.rmdir(path)
+        except FileNotFoundError:
+            pass

@@ -21,8 +21,8 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 # Syscalls glibc 2.36 has no wrapper for, by architecture.
 _SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "mount_setattr": 442},
+    "x86_64": {"clone": 56, "pivot_root": 155, "openat2": 437, "mount_setattr": 442},
+    "aarch64": {"clone": 220, "pivot_root": 41, "openat2": 437, "mount_setattr": 442},
 }
 _NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
 
@@ -66,6 +66,8 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 AT_RECURSIVE = 0x8000
+CLONE_PARENT = 0x00008000
+_SIGCHLD = 17
 MNT_DETACH = 0x2
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -169,6 +171,20 @@ class Syscalls:
             ctypes.sizeof(attr),
         )
         _check(result, "mount_setattr", path)
+
+    def fork_sibling(self) -> int:
+        """fork(), but the child's parent is our parent (CLONE_PARENT), like os.fork returns.
+
+        The container's init is made this way by the bootstrap child, so that it is a direct
+        child of ``pyrun create``/``run``: waitable without becoming a subreaper, and re-parented
+        to the caller's subreaper (containerd's shim, conmon) when pyrun exits. The caller must
+        be single-threaded (it is: a freshly forked child); Python's at-fork hooks do not run,
+        which is fine for a process that only sets the container up and then execs.
+        """
+        # clone(flags, stack=NULL, parent_tid, child_tid, tls): fork semantics on a copy of
+        # the stack. Argument order is the same for the x86_64 and arm64 syscall.
+        result = _libc.syscall(_NR["clone"], CLONE_PARENT | _SIGCHLD, None, None, None, None)
+        return _check(result, "clone")
 
     # Plain os calls that set a container up go through the seam too, so a fake can record them
     # and every failure reads the same way.

@@ -52,7 +52,11 @@ def problems_in(document: Document, *, full_report: bool = False) -> list[str]:
 
 def parse_config(data: bytes, source: str) -> Config:
     """Decode, validate and default a config; SpecError lists every problem."""
+    from runtime.trace import mark
+
+    mark("P", "config read")
     document = decode(data, source)
+    mark("P", "config decoded")
     problems = problems_in(document)
     if problems:
         raise SpecError(source, problems)

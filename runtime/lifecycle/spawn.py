@@ -1,0 +1,115 @@
+"""The parent's side of making a container's processes (protocol and diagram: channel.py)."""
+
+from __future__ import annotations
+
+import os
+
+from runtime.errors import ContainerInitError
+from runtime.lifecycle.channel import Failed, Pid, Plan, Proceed, Ready, channel_pair
+from runtime.trace import mark
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from runtime.cgroups.base import CgroupManager
+
+
+class HeadStart:
+    """What create/run start before anything else, to overlap the rest: the cgroup migration
+    warm-up (cgroups/warmup.py) and the bootstrap child. ``finish`` reaps whatever is left."""
+
+    __slots__ = ("boot", "early")
+
+    def __init__(self) -> None:
+        from runtime.cgroups.warmup import begin
+
+        self.early = begin()
+        self.boot = Bootstrap()
+
+    def finish(self) -> None:
+        self.boot.abort()
+        if self.early is not None:
+            self.early.wait()
+
+
+class Bootstrap:
+    """The bootstrap child, forked before the config is read so that it imports the
+    container-side modules in parallel with validation. ``abort`` if no plan will come."""
+
+    def __init__(self) -> None:
+        self.channel, child = channel_pair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.channel.close()
+            from runtime.lifecycle.init import bootstrap
+
+            bootstrap(child)  # never returns
+        child.close()
+        mark("P", "bootstrap forked")
+
+    def abort(self) -> None:
+        """Close our end (the child exits on EOF) and reap the child. Idempotent."""
+        self.channel.close()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.pid:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
+
+    def build(
+        self,
+        plan: dict[str, Any],
+        manager: CgroupManager | None,
+        parent_work: Callable[[], None],
+    ) -> int:
+        """Send the plan, do ``parent_work`` (config copy, cgroup) while the children set up,
+        move init into the cgroup, and return init's pid once it is Ready."""
+        init_pid = 0
+        try:
+            self.channel.send(Plan(plan))
+            parent_work()
+            self.channel.send(Proceed())  # 1: the cgroup directories exist
+            mark("P", "cgroup made")
+            message = self.channel.receive()
+            if isinstance(message, Pid):
+                init_pid = message.pid
+                self._reap()
+                if manager is not None:
+                    manager.join(init_pid)
+                mark("P", "init joined cgroup")
+                self.channel.send(Proceed())  # 2: init is in its cgroup
+                message = self.channel.receive()
+            if isinstance(message, Ready):
+                return init_pid
+            if isinstance(message, Failed):
+                raise ContainerInitError(f"unable to start container process: {message.message}")
+            raise ContainerInitError(
+                "unable to start container process: init exited without a word"
+            )
+        except BaseException:
+            if init_pid:
+                _kill_and_reap(init_pid)
+            raise
+        finally:
+            # Closing our end is also the abort signal: a child waiting to proceed sees EOF.
+            self.channel.close()
+            if self.pid:
+                _kill_and_reap(self.pid)
+                self.pid = 0
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

@@ -1,9 +1,11 @@
 # pyrun — every set-up step lives here; `make demo` and `make test` run `setup` themselves.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's interpreter: built with PGO and LTO, it starts in ~10 ms where a plain build takes
+# ~12 and runs pyrun's code faster (bench/lifecycle measures the whole).
+PYTHON ?= /usr/bin/python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := busybox-static runc umoci skopeo
+APT_PACKAGES := python3-venv busybox-static runc umoci skopeo
 EXAMPLES := $(wildcard bundles/examples/*/)
 
 .PHONY: setup apt venv rootfs compile demo test unit integration lint bench clean

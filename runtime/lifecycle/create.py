@@ -106,6 +106,7 @@ def create(
                 _apply_resources(manager, config)
 
         plan = InitPlan.message(
+            options.id,
             config,
             rootfs,
             bundle,
@@ -113,6 +114,7 @@ def create(
             _cgroup_mounts(manager),
             options.no_pivot,
             options.preserve_fds,
+            not options.no_new_keyring,
         )
         pid = boot.build(plan, manager, parent_work)
         mark("P", "init ready")

@@ -33,7 +33,9 @@ class InitPlan:
         "bundle",
         "cgroup_mounts",
         "config",
+        "container_id",
         "namespaces",
+        "new_keyring",
         "no_pivot",
         "preserve_fds",
         "rootfs",
@@ -51,12 +53,15 @@ class InitPlan:
         self.state_dir: str = data["stateDir"]
         self.state_dir_fd = -1  # opened by init before pivot_root
         self.no_pivot: bool = data["noPivot"]
+        self.container_id: str = data["id"]
+        self.new_keyring: bool = data["newKeyring"]
         self.preserve_fds: int = data["preserveFds"]
         self.cgroup_mounts = [CgroupMount(*item) for item in data["cgroupMounts"]]
         self.namespaces = NamespacePlan(self.config["linux"]["namespaces"])
 
     @staticmethod
     def message(
+        container_id: str,
         config: Config,
         rootfs: str,
         bundle: str,
@@ -64,8 +69,11 @@ class InitPlan:
         cgroup_mounts: list[tuple[str, str, str, str | None]],
         no_pivot: bool,
         preserve_fds: int,
+        new_keyring: bool,
     ) -> dict[str, Any]:
         return {
+            "id": container_id,
+            "newKeyring": new_keyring,
             "config": config,
             "rootfs": rootfs,
             "bundle": bundle,
@@ -203,6 +211,9 @@ def _setup(
     write_sysctls(config.get("linux", {}).get("sysctl", {}))
     rootfs.finalize()
     mark("C2", "pivoted, finalized")
+    if plan.new_keyring:
+        # Not the caller's session keyring: the container gets its own (runc: "_ses.<id>").
+        sys.join_session_keyring(f"_ses.{plan.container_id}")
     if "oomScoreAdj" in process:
         set_oom_score_adj(process["oomScoreAdj"])
     apply_rlimits(process.get("rlimits", []))

@@ -21,8 +21,14 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 # Syscalls glibc 2.36 has no wrapper for, by architecture.
 _SYSCALL_NUMBERS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "openat2": 437, "mount_setattr": 442},
-    "aarch64": {"clone": 220, "pivot_root": 41, "openat2": 437, "mount_setattr": 442},
+    "x86_64": {"clone": 56, "pivot_root": 155, "keyctl": 250, "openat2": 437, "mount_setattr": 442},
+    "aarch64": {
+        "clone": 220,
+        "pivot_root": 41,
+        "keyctl": 219,
+        "openat2": 437,
+        "mount_setattr": 442,
+    },
 }
 _NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
 
@@ -67,6 +73,9 @@ RESOLVE_IN_ROOT = 0x10
 
 AT_RECURSIVE = 0x8000
 CLONE_PARENT = 0x00008000
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_KEYCTL_SETPERM = 5
+_KEYCTL_DESCRIBE = 6
 _SIGCHLD = 17
 MNT_DETACH = 0x2
 
@@ -171,6 +180,25 @@ class Syscalls:
             ctypes.sizeof(attr),
         )
         _check(result, "mount_setattr", path)
+
+    def join_session_keyring(self, name: str) -> None:
+        """A new session keyring ``name`` for this process (not the caller's), searchable by
+        its possessor as runc sets it (KEYCTL_JOIN_SESSION_KEYRING, then SETPERM)."""
+        keyring = _libc.syscall(_NR["keyctl"], _KEYCTL_JOIN_SESSION_KEYRING, _bytes(name))
+        if keyring < 0:
+            errno = ctypes.get_errno()
+            if errno == 38:  # ENOSYS: a kernel without keyrings (runc ignores it too)
+                return
+            raise LinuxError("join session keyring", errno, name)
+        buffer = ctypes.create_string_buffer(256)
+        length = _libc.syscall(
+            _NR["keyctl"], _KEYCTL_DESCRIBE, ctypes.c_long(keyring), buffer, ctypes.c_long(256)
+        )
+        _check(length, "describe session keyring", name)
+        # "type;uid;gid;perm;description", perm in hex; add KEY_USR_SEARCH (0x080000).
+        perm = int(buffer.value.split(b";")[3], 16) | 0x080000
+        result = _libc.syscall(_NR["keyctl"], _KEYCTL_SETPERM, ctypes.c_long(keyring), perm)
+        _check(result, "set session keyring permissions", name)
 
     def fork_sibling(self) -> int:
         """fork(), but the child's parent is our parent (CLONE_PARENT), like os.fork returns.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.errors import ContainerInitError
+from runtime.errors import ContainerInitError, PyrunError
 from runtime.lifecycle.channel import Failed, Pid, Plan, Proceed, Ready, channel_pair
 from runtime.trace import mark
 
@@ -62,6 +62,21 @@ class Bootstrap:
                 pass
             self.pid = 0
 
+    def _proceed(self) -> None:
+        """Send Proceed; a child that already failed has closed the pipe, and its Failed
+        message (read next) is the error to show, not our EPIPE."""
+        try:
+            self.channel.send(Proceed())
+        except BrokenPipeError:
+            pass
+
+    def _raise_reported_failure(self) -> None:
+        message = self.channel.receive()
+        while isinstance(message, Pid | Ready):
+            message = self.channel.receive()
+        if isinstance(message, Failed):
+            raise ContainerInitError(f"unable to start container process: {message.message}")
+
     def build(
         self,
         plan: dict[str, Any],
@@ -74,16 +89,21 @@ class Bootstrap:
         try:
             self.channel.send(Plan(plan))
             parent_work()
-            self.channel.send(Proceed())  # 1: the cgroup directories exist
+            self._proceed()  # 1: the cgroup directories exist
             mark("P", "cgroup made")
             message = self.channel.receive()
             if isinstance(message, Pid):
                 init_pid = message.pid
                 self._reap()
                 if manager is not None:
-                    manager.join(init_pid)
+                    try:
+                        manager.join(init_pid)
+                    except PyrunError:
+                        # Init may have died already: its own report says why.
+                        self._raise_reported_failure()
+                        raise
                 mark("P", "init joined cgroup")
-                self.channel.send(Proceed())  # 2: init is in its cgroup
+                self._proceed()  # 2: init is in its cgroup
                 message = self.channel.receive()
             if isinstance(message, Ready):
                 return init_pid

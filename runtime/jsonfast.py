@@ -82,6 +82,19 @@ def dumps(value: Any, indent: int | None = None) -> str:
     return "".join(parts)
 
 
+def _key(key: Any) -> str:
+    """Object keys as json writes them: true/false/null, numbers by repr, strings as-is."""
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    return "".join(_encode_compact(key, 0))
+
+
 def _pretty(value: Any, out: list[str], step: str, newline: str) -> None:
     if isinstance(value, dict) and value:
         inner = newline + step
@@ -90,7 +103,7 @@ def _pretty(value: Any, out: list[str], step: str, newline: str) -> None:
         for key, item in value.items():
             out.append(inner if first else "," + inner)
             first = False
-            out.append(_json.encode_basestring_ascii(str(key)) + ": ")
+            out.append(_json.encode_basestring_ascii(_key(key)) + ": ")
             _pretty(item, out, step, inner)
         out.append(newline + "}")
     elif isinstance(value, list | tuple) and value:

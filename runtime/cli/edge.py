@@ -131,7 +131,7 @@ def _verb_start(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> 
 def _verb_state(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
     from runtime.lifecycle.state import state
 
-    _out(state(ctx, str(args["id"])) + "\n")
+    _out(state(ctx, str(args["id"])))  # no trailing newline: runc's exact bytes
     return 0
 
 

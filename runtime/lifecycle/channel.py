@@ -110,6 +110,8 @@ if TYPE_CHECKING:
 
 def _decode(tag: bytes, payload: bytes) -> Message:
     if tag == Pid.tag:
+        if not payload.isdigit():
+            raise ContainerInitError(f"protocol error: bad pid {payload[:32]!r}")
         return Pid(int(payload))
     if tag == Ready.tag:
         return Ready()

@@ -196,7 +196,7 @@ def _cgroup_mounts(manager: CgroupManager | None) -> list[tuple[str, str, str, s
     if manager is None:
         return []
     mounts: list[tuple[str, str, str, str | None]] = []
-    for name, path in sorted(manager.paths().items()):
+    for name, path in manager.paths().items():  # the host's mountinfo order, as runc
         if manager.version == "v2":
             return [("", path, "cgroup2", None)]
         if name == "unified":

@@ -12,6 +12,7 @@ import time
 from runtime.errors import ContainerNotFound, PyrunError
 from runtime.lifecycle import status as st
 from runtime.lifecycle.container import Container, Context
+from runtime.lifecycle.store import UnreadableState
 from runtime.linux.procfs import is_alive
 
 TYPE_CHECKING = False
@@ -27,7 +28,7 @@ def delete(ctx: Context, container_id: str, force: bool = False) -> None:
     store = ctx.store
     try:
         container = Container.load(store, container_id)
-    except ContainerNotFound:
+    except (ContainerNotFound, UnreadableState):
         if force:
             # A create killed before its first state write leaves only the directory.
             store.remove(container_id)

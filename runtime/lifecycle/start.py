@@ -36,9 +36,17 @@ def release(container: Container) -> None:
                 data = os.read(fd, 1)
                 if data:
                     break
+                # EOF: init opened and closed the fifo for a racing `start` that took the
+                # byte, or died; polling on would spin (POLLHUP stays set).
+                if container.init_alive():
+                    raise PyrunError("cannot start an already running container")
+                raise PyrunError("cannot start a container that has stopped")
             # No byte yet: if init died meanwhile, nobody will ever write.
             if not container.init_alive():
                 raise PyrunError("cannot start a container that has stopped")
+            # Opened after init had written for a racing `start`, which then removed the fifo.
+            if not os.path.exists(path):
+                raise PyrunError("cannot start an already running container")
     finally:
         os.close(fd)
     try:

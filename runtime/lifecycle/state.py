@@ -5,6 +5,7 @@ from __future__ import annotations
 from runtime import jsonfast
 from runtime.errors import ContainerNotFound, PyrunError
 from runtime.lifecycle.container import Container, Context
+from runtime.lifecycle.store import UnreadableState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,10 +22,27 @@ def list_states(ctx: Context) -> list[dict[str, Any]]:
     states = []
     for container_id in store.ids():
         try:
-            states.append(Container.load(store, container_id).oci_state())
-        except (ContainerNotFound, ValueError):
-            continue  # deleted while listing, or a half-written legacy file
+            document = Container.load(store, container_id).oci_state()
+        except (ContainerNotFound, UnreadableState, ValueError):
+            continue  # deleted while listing, or an unreadable state file
+        # runc's list (unlike its state) names the user owning the state directory.
+        document["owner"] = document["owner"] or _owner(store.dir_of(container_id))
+        states.append(document)
     return states
+
+
+def _owner(path: str) -> str:
+    import os
+    import pwd
+
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def list_output(ctx: Context, fmt: str = "table", quiet: bool = False) -> str:
@@ -35,9 +53,7 @@ def list_output(ctx: Context, fmt: str = "table", quiet: bool = False) -> str:
         return (jsonfast.dumps(states) if states else "null") + "\n"
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
     for s in states:
-        rows.append(
-            [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
-        )
+        rows.append([s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]])
     return _table(rows)
 
 

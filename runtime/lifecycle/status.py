@@ -68,5 +68,9 @@ def _refusal(verb: str, status: Status, container_id: str) -> StateError:
     if verb == "exec":
         if status is STOPPED:
             return StateError("cannot exec in a stopped container")
+        if status is PAUSED:
+            return StateError("cannot exec in a paused container (use --ignore-paused to override)")
         return StateError(f"cannot exec in a {status} container")
+    if verb == "update" and status is STOPPED:
+        return ContainerNotRunning()
     return StateError(f"cannot {verb} a container in the {status} state")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from runtime import jsonfast
-from runtime.errors import ContainerExists, ContainerNotFound, PyrunError
+from runtime.errors import ContainerExists, ContainerNotFound, PyrunError, StateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,6 +22,16 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 EXEC_FIFO = "exec.fifo"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+class UnreadableState(StateError):
+    """state.json exists but is not this container's state (truncated, foreign, edited)."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(
+            f"container {container_id}: {STATE_FILE} is unreadable; delete --force removes it"
+        )
+        self.container_id = container_id
 
 
 def validate_id(container_id: str) -> None:
@@ -39,10 +49,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     temp = f"{path}.tmp{os.getpid()}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(temp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
 class Store:
@@ -72,7 +91,12 @@ class Store:
             raise ContainerNotFound(container_id) from None
         except NotADirectoryError:
             raise ContainerNotFound(container_id) from None
-        state: dict[str, Any] = jsonfast.loads(data)
+        try:
+            state = jsonfast.loads(data)
+        except (ValueError, SystemError):  # SystemError: jsonfast on some syntax errors
+            raise UnreadableState(container_id) from None
+        if not isinstance(state, dict) or state.get("id") != container_id:
+            raise UnreadableState(container_id)
         return state
 
     def write_state(self, container_id: str, state: dict[str, Any]) -> None:

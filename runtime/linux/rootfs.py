@@ -118,6 +118,9 @@ class Rootfs:
             return
         host_dest = resolve_in_root(self.rootfs, destination)
         source = mount.get("source") or mtype or "none"
+        # runc (rootfs_linux.go, case "tmpfs") gives a tmpfs the mode of the directory it
+        # covers, when that directory already existed, whatever ``mode=`` says.
+        keep_mode = _existing_mode(host_dest) if mtype == "tmpfs" and not options.is_bind else None
         if options.is_bind:
             if not source.startswith("/"):
                 source = os.path.join(self.bundle, source)
@@ -131,23 +134,44 @@ class Rootfs:
                 ensure_file(host_dest)
         else:
             mkdir_all(host_dest)
-        fd = open_in_root(self.sys, self._root_fd, host_dest[len(self.rootfs) :], os.O_PATH)
+        relative = host_dest[len(self.rootfs) :]
+        fd = open_in_root(self.sys, self._root_fd, relative, os.O_PATH)
         try:
             target = f"/proc/self/fd/{fd}"
-            self._mount_at(source, target, mtype, options, destination)
+            if options.is_bind:
+                self.sys.mount(source, target, None, options.flags & _BIND_KEEP, None)
+            else:
+                flags = options.flags
+                if _readonly_in_finalize(mount, options):
+                    flags &= ~MS_RDONLY  # files and modes go in first; finalize makes it ro
+                self.sys.mount(source, target, mtype, flags, options.data)
+        finally:
+            os.close(fd)
+        if not (options.is_bind and options.flags & ~_BIND_KEEP) and not (
+            options.propagation or options.attr_set or options.attr_clear or keep_mode is not None
+        ):
+            return
+        # The descriptor above names the directory *under* the new mount: a remount, a
+        # propagation change, mount_setattr or chmod through it hits that directory (for the
+        # mount calls: not a mount root, EINVAL). Open the destination again so the lookup
+        # crosses onto the new mount.
+        fd = open_in_root(self.sys, self._root_fd, relative, os.O_PATH)
+        try:
+            self._mount_at_finish(f"/proc/self/fd/{fd}", options, keep_mode, destination)
         finally:
             os.close(fd)
 
-    def _mount_at(
-        self, source: str, target: str, mtype: str, options: MountOptions, shown: str
+    def _mount_at_finish(
+        self, target: str, options: MountOptions, keep_mode: int | None, shown: str
     ) -> None:
+        """What a mount needs after it is in place: bind remount flags, a tmpfs's mode,
+        propagation, attrs."""
         if options.is_bind:
-            self.sys.mount(source, target, None, options.flags & _BIND_KEEP, None)
             extra = options.flags & ~_BIND_KEEP
             if extra:
                 self.sys.mount(None, target, None, extra | MS_BIND | MS_REMOUNT, None)
-        else:
-            self.sys.mount(source, target, mtype, options.flags, options.data)
+        elif keep_mode is not None:
+            self.sys.call("chmod", shown, os.chmod, target, keep_mode)
         for propagation in options.propagation:
             self.sys.mount(None, target, None, propagation, None)
         if options.attr_set or options.attr_clear:
@@ -161,6 +185,7 @@ class Rootfs:
 
     def _mount_cgroup(self, destination: str, options: MountOptions) -> None:
         host_dest = resolve_in_root(self.rootfs, destination)
+        keep_mode = _existing_mode(host_dest)
         mkdir_all(host_dest)
         flags = options.flags & ~MS_BIND
         readonly = flags & MS_RDONLY
@@ -169,8 +194,12 @@ class Rootfs:
         )
         v2_root = len(self.cgroup_mounts) == 1 and self.cgroup_mounts[0].subdir == ""
         if not v2_root:
-            # v1: a tmpfs holds one directory per hierarchy, made read-only after they are in.
+            # v1: a tmpfs holds one directory per hierarchy. Like runc (mountCgroupV1) it stays
+            # read-write even when the cgroup mount is "ro" (only the hierarchies are
+            # read-only) and takes the mode of the directory it covers (sysfs: 0555).
             self.sys.mount("tmpfs", host_dest, "tmpfs", common, "mode=755")
+            if keep_mode is not None:
+                self.sys.call("chmod", destination, os.chmod, host_dest, keep_mode)
         for item in self.cgroup_mounts:
             target = host_dest if item.subdir == "" else os.path.join(host_dest, item.subdir)
             mkdir_all(target)
@@ -179,8 +208,6 @@ class Rootfs:
             else:
                 self.sys.mount(item.source, target, None, MS_BIND | MS_REC, None)
                 self.sys.mount(None, target, None, MS_BIND | MS_REMOUNT | common | readonly, None)
-        if not v2_root and readonly:
-            self.sys.mount(None, host_dest, None, MS_REMOUNT | common | MS_RDONLY, "mode=755")
 
     def _needs_dev_setup(self) -> bool:
         for mount in self.config.get("mounts", []):
@@ -285,16 +312,32 @@ class Rootfs:
             self._readonly(path)
         for path in linux.get("maskedPaths", []):
             self._mask(path)
+        # Like runc's finalizeRootfs: every read-only tmpfs and /dev was mounted read-write and
+        # becomes read-only now, per mount (MS_BIND: the superblock stays rw, as in runc) and
+        # keeping its other flags (a bind remount clears the flags it is not given: nosuid...).
         for mount in self.config.get("mounts", []):
-            if mount.get("destination", "").rstrip("/") == "/dev" and "ro" in mount.get(
-                "options", []
+            options = MountOptions(mount.get("options"), mount.get("type"))
+            if options.flags & MS_RDONLY and (
+                mount.get("type") == "tmpfs" or _is_dev(mount.get("destination", ""))
             ):
-                self.sys.mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_BIND, None)
+                flags = (options.flags & ~_BIND_KEEP) | MS_REMOUNT | MS_BIND | MS_RDONLY
+                self.sys.mount(None, mount["destination"], None, flags, None)
         if self.config.get("root", {}).get("readonly"):
-            self.sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+            self._readonly_root()
         propagation = linux.get("rootfsPropagation")
         if propagation in ("shared", "rshared"):
             self.sys.mount(None, "/", None, PROPAGATION_FLAGS[propagation], None)
+
+    def _readonly_root(self) -> None:
+        """runc's setReadonly: a plain read-only remount, and if the kernel refuses it (flags
+        locked by a user namespace: nosuid, nodev...), again with the flags / already has."""
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        try:
+            self.sys.mount(None, "/", None, flags, None)
+        except LinuxError as err:
+            if err.errno != 1:  # EPERM
+                raise
+            self.sys.mount(None, "/", None, flags | _mount_flags("/"), None)
 
     def _readonly(self, path: str) -> None:
         try:
@@ -315,6 +358,25 @@ class Rootfs:
             if err.errno != 20:  # ENOTDIR: a directory is masked with an empty read-only tmpfs
                 raise
             self.sys.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+
+
+def _is_dev(destination: str) -> bool:
+    return destination.rstrip("/") == "/dev"
+
+
+def _readonly_in_finalize(mount: Mount, options: MountOptions) -> bool:
+    """A read-only tmpfs or /dev is mounted read-write first (runc's mountPropagate)."""
+    return not options.is_bind and (
+        mount.get("type") == "tmpfs" or _is_dev(mount.get("destination", ""))
+    )
+
+
+def _existing_mode(path: str) -> int | None:
+    """The permission bits (with setuid/setgid/sticky) of ``path``, or None if it is absent."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
 
 
 def _mount_flags(path: str) -> int:

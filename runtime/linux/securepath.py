@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.linux.syscalls import Syscalls
 
-_MAX_SYMLINKS = 255
+_MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS
 
 
 def resolve_in_root(root: str, unsafe: str) -> str:

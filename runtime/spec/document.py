@@ -58,12 +58,21 @@ def decode(data: bytes, source: str) -> Document:
         raise SpecError(source, [f"(root){where}: invalid JSON: {message}"]) from None
 
 
+# A config has hundreds of values, a big seccomp profile a few thousand; aliases could make a
+# few lines expand to billions ("billion laughs"), so the expanded tree is bounded.
+MAX_YAML_NODES = 100_000
+
+
 def _decode_yaml(data: bytes, source: str) -> Document:
     import yaml
 
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         node = yaml.compose(data, Loader=loader_class)
+    except yaml.reader.ReaderError as err:
+        reason = err.reason if isinstance(err.reason, str) else "invalid text"
+        problem = f"(root): not UTF-8 text ({reason} at byte {err.position})"
+        raise SpecError(source, [problem]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -73,7 +82,10 @@ def _decode_yaml(data: bytes, source: str) -> Document:
         return Document(None, source)
     lines: dict[Path, int] = {}
     duplicates: list[str] = []
-    _index(node, (), lines, duplicates)
+    try:
+        _index(node, (), lines, duplicates, [0], set())
+    except SpecError as err:
+        raise SpecError(source, err.problems) from None
     if duplicates:
         raise SpecError(source, duplicates)
     constructor = loader_class("")
@@ -84,10 +96,28 @@ def _decode_yaml(data: bytes, source: str) -> Document:
     return Document(_jsonable(value), source, lines)
 
 
-def _index(node: yaml.Node, path: Path, lines: dict[Path, int], duplicates: list[str]) -> None:
+def _index(
+    node: yaml.Node,
+    path: Path,
+    lines: dict[Path, int],
+    duplicates: list[str],
+    count: list[int],
+    ancestors: set[int],
+) -> None:
+    """Map every JSON path to its line; refuse alias cycles and oversized expansions."""
     import yaml
 
+    count[0] += 1
+    if count[0] > MAX_YAML_NODES:
+        problem = f"(root): more than {MAX_YAML_NODES} values once aliases are expanded"
+        raise SpecError("", [problem])
+    if id(node) in ancestors:
+        line = node.start_mark.line + 1
+        raise SpecError("", [f"{format_path(path)} (line {line}): an alias refers to itself"])
     lines[path] = node.start_mark.line + 1
+    if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return
+    ancestors.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -100,11 +130,12 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int], duplicates: list
                 )
                 continue
             seen[key] = line
-            _index(value_node, (*path, key), lines, duplicates)
+            _index(value_node, (*path, key), lines, duplicates, count, ancestors)
             lines[(*path, key)] = line
-    elif isinstance(node, yaml.SequenceNode):
+    else:
         for index, item in enumerate(node.value):
-            _index(item, (*path, index), lines, duplicates)
+            _index(item, (*path, index), lines, duplicates, count, ancestors)
+    ancestors.discard(id(node))
 
 
 def _jsonable(value: Any) -> Any:

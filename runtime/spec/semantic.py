@@ -67,10 +67,8 @@ def _check_version(config: dict[str, Any], problems: Problems) -> None:
 
 
 def _check_root(config: dict[str, Any], problems: Problems) -> None:
-    root = config.get("root")
-    if root is None:
-        problems.append((("root",), "is required on Linux"))
-    elif isinstance(root, dict) and root.get("path") == "":
+    root = config.get("root")  # its presence is the schema's to require
+    if isinstance(root, dict) and root.get("path") == "":
         problems.append((("root", "path"), "must not be empty"))
 
 

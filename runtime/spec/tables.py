@@ -250,7 +250,7 @@ SIGRTMAX = 64
 def parse_signal(text: str) -> int:
     """``KILL``, ``SIGKILL``, ``kill``, ``9``, ``RTMIN+3`` -> number; ValueError if unknown."""
     raw = text.strip()
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         number = int(raw)
         if 0 < number <= SIGRTMAX:
             return number

@@ -263,12 +263,32 @@ def _close_inherited_fds(preserve: int) -> None:
                 pass  # the directory fd of the listing itself, already closed
 
 
+# Signals whose default action ends a process, as `kill` of a created container sends them.
+_TERMINATING = (1, 2, 3, 10, 12, 13, 14, 15, 24, 25, 26, 27, 29, 30, *range(34, 65))
+
+
+def _exit_on_signal(number: int, _frame: object) -> None:
+    os._exit(128 + number)
+
+
 def _reset_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so restore them."""
+    """Dispositions for the wait on the exec fifo and for the user's program.
+
+    Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: restore them. As pid 1
+    of its namespace, init would ignore any signal left at its default action (the kernel
+    protects a namespace's init), so `kill` of a created container would do nothing; runc's
+    init dies of it. Handlers that exit make ours die too, and exec resets handled signals to
+    their defaults for the user's program.
+    """
     for number in range(1, _signal.NSIG):
         try:
-            if _signal.getsignal(number) == _signal.SIG_IGN:
+            if _signal.getsignal(number) in (_signal.SIG_IGN, _signal.default_int_handler):
                 _signal.signal(number, _SIG_DFL)
+        except (OSError, ValueError):
+            continue
+    for number in _TERMINATING:
+        try:
+            _signal.signal(number, _exit_on_signal)
         except (OSError, ValueError):
             continue
 

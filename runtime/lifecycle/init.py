@@ -263,8 +263,10 @@ def _close_inherited_fds(preserve: int) -> None:
                 pass  # the directory fd of the listing itself, already closed
 
 
-# Signals whose default action ends a process, as `kill` of a created container sends them.
-_TERMINATING = (1, 2, 3, 10, 12, 13, 14, 15, 24, 25, 26, 27, 29, 30, *range(34, 65))
+# The signals that end runc's (Go) init while it waits: HUP INT TERM, and QUIT ILL TRAP ABRT
+# STKFLT SYS; Go catches and ignores the rest, and so do we (left at their defaults, pid 1 of a
+# namespace ignores them).
+_TERMINATING = (1, 2, 3, 4, 5, 6, 15, 16, 31)
 
 
 def _exit_on_signal(number: int, _frame: object) -> None:

@@ -71,7 +71,7 @@ def build_env(process: Process, home: str | None) -> dict[str, str]:
     for entry in process.get("env", []):
         key, _, value = entry.partition("=")
         env[key] = value
-    if "HOME" not in env:
+    if not env.get("HOME"):  # runc: an unset or empty HOME gets the user's home
         env["HOME"] = home or "/"
     return env
 
@@ -95,7 +95,9 @@ def find_executable(name: str, env: dict[str, str]) -> str:
         if _is_executable(name):
             return name
         raise ContainerInitError(f'exec: "{name}": {_why_not(name)}')
-    for directory in env.get("PATH", DEFAULT_PATH).split(":"):
+    search = env.get("PATH", DEFAULT_PATH)
+    # Go's filepath.SplitList: an empty PATH searches nowhere (not the current directory).
+    for directory in search.split(":") if search else []:
         candidate = os.path.join(directory or ".", name)
         if _is_executable(candidate):
             return candidate

@@ -160,6 +160,7 @@ MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
     "silent": (False, MS_SILENT),
     "strictatime": (False, MS_STRICTATIME),
     "suid": (True, MS_NOSUID),
+    "symfollow": (True, MS_NOSYMFOLLOW),
     "sync": (False, MS_SYNCHRONOUS),
 }
 
@@ -199,6 +200,9 @@ RECURSIVE_MOUNT_ATTRS: dict[str, tuple[int, int]] = {
     "rdiratime": (0, MOUNT_ATTR_NODIRATIME),
     "rrelatime": (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME),
     "rnoatime": (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+    "ratime": (0, MOUNT_ATTR_NOATIME),
+    "rnorelatime": (0, MOUNT_ATTR_RELATIME),
+    "rnostrictatime": (0, MOUNT_ATTR_STRICTATIME),
     "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
     "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0),
     "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
@@ -263,12 +267,15 @@ def parse_signal(text: str) -> int:
     for base, number in (("RTMIN", SIGRTMIN), ("RTMAX", SIGRTMAX)):
         if name == base:
             return number
-        if name.startswith(base + "+") and base == "RTMIN" and name[6:].isdigit():
-            value = number + int(name[6:])
+        offset = name[6:]
+        if not (offset.isascii() and offset.isdigit()):
+            continue
+        if name.startswith(base + "+") and base == "RTMIN":
+            value = number + int(offset)
             if value <= SIGRTMAX:
                 return value
-        if name.startswith(base + "-") and base == "RTMAX" and name[6:].isdigit():
-            value = number - int(name[6:])
+        if name.startswith(base + "-") and base == "RTMAX":
+            value = number - int(offset)
             if value >= SIGRTMIN:
                 return value
     raise ValueError(f"unknown signal {text!r}")

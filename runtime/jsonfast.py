@@ -52,6 +52,13 @@ def loads(data: bytes | str) -> Any:
         value, end = _scan_once(text, start)
     except StopIteration as stop:
         raise _decode_error("Expecting value", text, stop.value) from None
+    except SystemError:
+        # The C scanner raises its errors as json.decoder.JSONDecodeError, but only finds that
+        # class if json.decoder is already imported; otherwise it returns an error without an
+        # exception. Import it (only now, on a syntax error) and scan again for the real one.
+        import json.decoder  # noqa: F401
+
+        value, end = _scan_once(text, start)
     finally:
         _DecoderContext.memo.clear()
     rest = text[end:]

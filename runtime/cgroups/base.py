@@ -137,13 +137,16 @@ class CgroupFS:
             raise CgroupError(f"write {value!r} to {path}: {_reason(exc)}") from None
         return 0
 
-    def mkdir(self, path: str) -> bool:
-        """Create one directory; False when it already exists."""
+    def mkdir(self, path: str, missing_parent_ok: bool = False) -> bool | None:
+        """Create one directory; False when it already exists, None when its parent does not
+        (only with ``missing_parent_ok``, else that is an error like any other)."""
         try:
             self.sys_mkdir(path)
         except OSError as exc:
             if exc.errno == errno.EEXIST:
                 return False
+            if exc.errno == errno.ENOENT and missing_parent_ok:
+                return None
             raise CgroupError(f"mkdir {path}: {_reason(exc)}") from None
         return True
 
@@ -280,25 +283,38 @@ class Manager:
     def create(self) -> None:
         fs = self.fs
         for key, path in self._dirs():
+            is_cpuset = self._paths.get("cpuset") == path
+            # Usually the parents exist (/pyrun): try the container's directory first, one
+            # syscall per hierarchy instead of one per level.
+            created = fs.mkdir(path, missing_parent_ok=True)
+            if created is not None and not (
+                is_cpuset and not self._fill_cpuset(path.rpartition("/")[0], path, created)
+            ):
+                continue
             mount = self._mounts[key]
             current = mount
             for part in path[len(mount) :].split("/"):
                 if not part:
                     continue
                 parent, current = current, f"{current}/{part}"
-                created = fs.mkdir(current)
-                if self._paths.get("cpuset") == path:
-                    self._fill_cpuset(parent, current, created)
+                made = fs.mkdir(current)
+                if is_cpuset:
+                    self._fill_cpuset(parent, current, bool(made))
 
-    def _fill_cpuset(self, parent: str, path: str, created: bool) -> None:
-        # A new v1 cpuset starts with empty cpus/mems and refuses tasks until they are set.
+    def _fill_cpuset(self, parent: str, path: str, created: bool) -> bool:
+        """A new v1 cpuset starts with empty cpus/mems and refuses tasks until they are set:
+        copy them from the parent. False if the parent had nothing to give."""
         fs = self.fs
+        complete = True
         for name in ("cpuset.cpus", "cpuset.mems"):
             if not created and fs.read(f"{path}/{name}").strip():
                 continue
             value = fs.read(f"{parent}/{name}").strip()
             if value:
                 fs.write(f"{path}/{name}", value)
+            else:
+                complete = False
+        return complete
 
     def apply(self, resources: dict[str, Any]) -> None:
         from runtime.cgroups.resources import apply_resources

@@ -1,86 +1,97 @@
-"""Start the kernel's cost of moving a process between cgroups early, in the background.
+"""Take the kernel's cost of moving a process between cgroups off create's critical path.
 
 Every cgroup migration takes ``cgroup_threadgroup_rwsem`` for writing, and the first writer
 after a quiet period waits for an RCU grace period (5-20 ms on this class of VM; runc pays it
 too) -- while holding ``cgroup_mutex``, so cgroup mkdirs wait as well. The rwsem's rcu_sync
-stays in its fast state for about one more grace period after the last writer, so a migration
-started as pyrun starts, overlapping config parsing and validation, makes the container's own
-mkdirs and joins a few ms later cheap (measured here: ~11 ms -> ~1 ms).
+then stays in its fast state for about one more grace period after the last writer.
 
-The warm-up is a forked process that moves itself into the cgroup it is already in: a no-op
-for everything, visible nowhere. A process rather than a thread, so that it never waits for
-(or takes) the parent's GIL. Failures (no permission, odd hosts) are ignored: it is only an
-optimisation.
+So as pyrun starts, a forked helper moves itself into the cgroup it is already in (a no-op
+for everything, visible nowhere), which starts the grace period while config parsing and
+validation run, and then repeats the no-op every few ms to keep rcu_sync in its fast state
+until create has moved init into the container's cgroup and stops it. Measured here: the
+join's ~11 ms becomes ~1 ms. A thread, not a forked process: a fork would make every page the
+parent writes afterwards a copy-on-write fault (~400 of them, 1-2 ms, measured). The thread
+holds the GIL only for microseconds per round. Failures (no permission, odd hosts) are
+ignored: it is only an optimisation, and it gives up by itself after half a second.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.cgroups.probe import Host
 
-
-class Early:
-    """The host's probed cgroup layout plus the warm-up started from it (if any)."""
-
-    __slots__ = ("host", "warmup")
-
-    def __init__(self, host: Host, warmup: Warmup | None) -> None:
-        self.host = host
-        self.warmup = warmup
-
-    def wait(self) -> None:
-        if self.warmup is not None:
-            self.warmup.wait()
-
-
-def begin() -> Early | None:
-    """Probe the cgroup layout and start the warm-up; None if there is no cgroup filesystem
-    (create then reports that, after the config's own problems)."""
-    from runtime.cgroups.probe import probe
-    from runtime.errors import CgroupError
-
-    try:
-        host = probe()
-    except CgroupError:
-        return None
-    return Early(host, start_warmup(host))
+_INTERVAL = 0.003  # well inside any grace period, so rcu_sync never leaves its fast state
+_GIVE_UP = 0.5
 
 
 class Warmup:
-    """The warm-up process; ``wait`` reaps it."""
+    """The warm-up thread: ``start`` begins it, ``stop`` ends the rounds, ``wait`` joins."""
 
-    __slots__ = ("pid",)
+    __slots__ = ("_done", "_stop")
 
-    def __init__(self, target: str) -> None:
-        self.pid = os.fork()
-        if self.pid == 0:
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-                os.write(fd, str(os.getpid()).encode())
-            except OSError:
-                pass
-            os._exit(0)
+    def __init__(self) -> None:
+        self._stop = False
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+
+    @classmethod
+    def start(cls) -> Warmup:
+        warmup = cls()
+        _thread.start_new_thread(warmup._run, ())
+        return warmup
+
+    def _run(self) -> None:
+        try:
+            self._keep_migrating_in_place()
+        finally:
+            self._done.release()
+
+    def _keep_migrating_in_place(self) -> None:
+        from runtime.cgroups.probe import probe
+        from runtime.errors import CgroupError
+
+        try:
+            target = target_of(probe())
+            if target is None:
+                return
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        except (OSError, CgroupError):
+            return  # only an optimisation
+        try:
+            me = str(os.getpid()).encode()
+            end = time.monotonic() + _GIVE_UP
+            while not self._stop and time.monotonic() < end:
+                os.write(fd, me)
+                time.sleep(_INTERVAL)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def stop(self) -> None:
+        """The container has joined its cgroup: no more use for the fast state."""
+        self._stop = True
 
     def wait(self) -> None:
-        if self.pid:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = 0
+        """Stop the rounds and wait for the thread to end (at most one round)."""
+        self._stop = True
+        self._done.acquire()
+        self._done.release()
 
 
-def start_warmup(host: Host) -> Warmup | None:
-    """Begin a no-op migration of this process in one hierarchy of ``host``."""
+def target_of(host: Host) -> str | None:
+    """cgroup.procs of this process's own cgroup in the first hierarchy of ``host``."""
     for key, hierarchy in host.hierarchies.items():
         own = host.own.get(key)
         if own is None:
             continue
         directory = hierarchy.mountpoint + _below_root(own, hierarchy.root)
-        return Warmup(f"{directory.rstrip('/')}/cgroup.procs")
+        return f"{directory.rstrip('/')}/cgroup.procs"
     return None
 
 

@@ -11,18 +11,17 @@ parent then sends it the plan. The parent makes and joins the cgroup while the c
     read + validate config,
     state dir, exec fifo
     Plan(config, paths) ---------->  setns(paths), unshare(new
-    config copy, cgroup dirs,        namespaces but cgroup)
-    resources                        clone(CLONE_PARENT) -------> (a child of P, not of C1)
-    Proceed (1: cgroup dirs) ----\   send Pid(init), exit 0      close fds, lo up
-             <--------- Pid(init) \
-    waitpid(C1); write init's pid  \--------------------------> [wait 1] mounts, /dev,
-    into the cgroup (cgroup.procs)                               hostname, pivot_root,
-    Proceed (2: joined) ---------------------------------------> sysctl, masks, rlimits,
-                                                                 user, caps, exec lookup,
-                                                                 [wait 2]
+    cgroup dirs                      namespaces but cgroup)
+    Proceed (1: cgroup dirs) --\     clone(CLONE_PARENT) -------> (a child of P, not of C1)
+    resources (limits, devices) \   send Pid(init), exit 0      close fds, lo up, mounts,
+             <--------- Pid(init) \                             /dev ...; before the cgroup
+    waitpid(C1); write init's pid   \-------------------------> mount: [wait 1]
+    into the cgroup (cgroup.procs)                               hostname, pivot_root, sysctl,
+    Proceed (2: joined) ---------------------------------------> masks, rlimits, user, caps,
+                                                                 exec lookup, [wait 2]
              <------------------------------------------- Ready  (or Failed(message))
-    state.json (pid, start time),
-    pid file, exit                                               open exec.fifo O_WRONLY
+    config copy, state.json (pid,
+    start time), pid file, exit                                  open exec.fifo O_WRONLY
                                                                  (blocks until start)
     pyrun start: open exec.fifo, read "0", unlink ------------> execve(process.args)
 

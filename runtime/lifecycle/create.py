@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.cgroups.base import CgroupManager
-    from runtime.cgroups.probe import Host
-    from runtime.cgroups.warmup import Early
+    from runtime.cgroups.warmup import Warmup
     from runtime.lifecycle.spawn import Bootstrap
     from runtime.spec.types import Config
 
@@ -61,19 +60,19 @@ class CreateOptions:
 def create(
     ctx: Context,
     options: CreateOptions,
-    early: Early | None = None,
+    early: Warmup | None = None,
     boot: Bootstrap | None = None,
 ) -> Container:
-    """``early`` (cgroup probe + migration warm-up, cgroups/warmup.py) and ``boot`` (the
+    """``early`` (the cgroup migration warm-up, cgroups/warmup.py) and ``boot`` (the
     bootstrap child, spawn.py) are started by the CLI before it imports this module, so that
     they overlap everything below; create starts them itself when they are not given."""
     from runtime.lifecycle.bundle import load_bundle
 
     mark("P", "create")
     if early is None:
-        from runtime.cgroups.warmup import begin
+        from runtime.cgroups.warmup import Warmup
 
-        early = begin()
+        early = Warmup.start()
     if boot is None:
         from runtime.lifecycle.spawn import Bootstrap
 
@@ -84,7 +83,7 @@ def create(
         config, rootfs = load_bundle(bundle)
         mark("P", "config loaded")
         _check_supported(config, options)
-        manager = _open_cgroup(ctx, options.id, config, early.host if early else None)
+        manager = _open_cgroup(ctx, options.id, config)
         mark("P", "cgroup probed")
         store = ctx.store
         state_dir = store.make(options.id)
@@ -99,10 +98,12 @@ def create(
         os.mkfifo(f"{state_dir}/{EXEC_FIFO}", 0o622)
         mark("P", "state written")
 
-        def parent_work() -> None:
-            store.write_config(options.id, config)
+        def make_cgroup() -> None:
             if manager is not None:
                 manager.create()
+
+        def apply_resources() -> None:
+            if manager is not None:
                 _apply_resources(manager, config)
 
         plan = InitPlan.message(
@@ -116,7 +117,10 @@ def create(
             options.preserve_fds,
             not options.no_new_keyring,
         )
-        pid = boot.build(plan, manager, parent_work)
+        pid = boot.build(
+            plan, manager, make_cgroup, apply_resources, early.stop if early else lambda: None
+        )
+        store.write_config(options.id, config)
         mark("P", "init ready")
         state["pid"] = pid
         state["pidStartTime"] = start_time(pid)
@@ -148,16 +152,13 @@ def _check_supported(config: Config, options: CreateOptions) -> None:
         )
 
 
-def _open_cgroup(
-    ctx: Context, container_id: str, config: Config, host: Host | None
-) -> CgroupManager | None:
+def _open_cgroup(ctx: Context, container_id: str, config: Config) -> CgroupManager | None:
     from runtime.cgroups import open_manager
 
     return open_manager(
         container_id,
         config["linux"].get("cgroupsPath") or None,
         systemd=ctx.systemd_cgroup,
-        host=host,
     )
 
 

@@ -186,14 +186,19 @@ def _setup(
     plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if plan.namespaces.has_new("network"):
         loopback_up()
-    # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, for the cgroup
-    # mount) and moves us into it (Proceed 2). A new cgroup namespace must wait for the move.
-    _await_proceed(channel)
-    mark("C2", "cgroup made")
-    joined = False
+    # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, which the
+    # cgroup mount needs) and moves us into it (Proceed 2, needed before the exec, and before
+    # a new cgroup namespace is made: it is rooted where we stand).
+    proceeds = [0]
+
+    def await_proceed(upto: int) -> None:
+        while proceeds[0] < upto:
+            _await_proceed(channel)
+            proceeds[0] += 1
+            mark("C2", f"proceed {proceeds[0]}")
+
     if plan.namespaces.has_new("cgroup"):
-        _await_proceed(channel)
-        joined = True
+        await_proceed(2)
         sys.unshare(NAMESPACES["cgroup"][0])
     rootfs = Rootfs(
         sys,
@@ -203,6 +208,7 @@ def _setup(
         cgroup_mounts=plan.cgroup_mounts,
         cgroupns=plan.namespaces.has("cgroup"),
         userns=plan.namespaces.has("user"),
+        before_cgroup_mount=lambda: await_proceed(1),
     )
     rootfs.prepare()
     mark("C2", "mounts done")
@@ -234,8 +240,7 @@ def _setup(
     args = process["args"]
     exec_path = find_executable(args[0], env)
     _reset_signals()
-    if not joined:
-        _await_proceed(channel)
+    await_proceed(2)
     mark("C2", "ready")
     return exec_path, args, env
 

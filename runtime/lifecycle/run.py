@@ -18,7 +18,7 @@ from runtime.trace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runtime.cgroups.warmup import Early
+    from runtime.cgroups.warmup import Warmup
     from runtime.lifecycle.container import Context
     from runtime.lifecycle.spawn import Bootstrap
 
@@ -30,7 +30,7 @@ def run(
     ctx: Context,
     options: CreateOptions,
     detach: bool = False,
-    early: Early | None = None,
+    early: Warmup | None = None,
     boot: Bootstrap | None = None,
 ) -> int:
     container = create(ctx, options, early, boot)

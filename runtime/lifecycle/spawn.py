@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.cgroups.base import CgroupManager
+    from runtime.cgroups.warmup import Warmup
 
 
 class HeadStart:
@@ -22,10 +23,12 @@ class HeadStart:
 
     __slots__ = ("boot", "early")
 
-    def __init__(self) -> None:
-        from runtime.cgroups.warmup import begin
+    def __init__(self, warmup: Warmup | None = None) -> None:
+        if warmup is None:
+            from runtime.cgroups.warmup import Warmup
 
-        self.early = begin()
+            warmup = Warmup.start()
+        self.early = warmup
         self.boot = Bootstrap()
 
     def finish(self) -> None:
@@ -81,16 +84,22 @@ class Bootstrap:
         self,
         plan: dict[str, Any],
         manager: CgroupManager | None,
-        parent_work: Callable[[], None],
+        make_cgroup: Callable[[], None],
+        apply_resources: Callable[[], None],
+        joined: Callable[[], None] = lambda: None,
     ) -> int:
-        """Send the plan, do ``parent_work`` (config copy, cgroup) while the children set up,
-        move init into the cgroup, and return init's pid once it is Ready."""
+        """Send the plan; while the children set up, make the cgroup directories (Proceed 1),
+        apply resources and move init into the cgroup (Proceed 2); return init's pid once it
+        is Ready. Resources go first: init must never be inside the cgroup while its device
+        rules are half written (between "deny all" and "allow mknod", init's mknod fails)."""
         init_pid = 0
         try:
             self.channel.send(Plan(plan))
-            parent_work()
+            make_cgroup()
             self._proceed()  # 1: the cgroup directories exist
             mark("P", "cgroup made")
+            apply_resources()
+            mark("P", "resources applied")
             message = self.channel.receive()
             if isinstance(message, Pid):
                 init_pid = message.pid
@@ -103,6 +112,7 @@ class Bootstrap:
                         self._raise_reported_failure()
                         raise
                 mark("P", "init joined cgroup")
+                joined()
                 self._proceed()  # 2: init is in its cgroup
                 message = self.channel.receive()
             if isinstance(message, Ready):

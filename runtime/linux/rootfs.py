@@ -33,6 +33,8 @@ from runtime.spec.tables import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runtime.linux.syscalls import Syscalls
     from runtime.spec.types import Config, Device, Mount
 
@@ -71,6 +73,7 @@ class Rootfs:
         cgroup_mounts: list[CgroupMount] | None = None,
         cgroupns: bool = False,
         userns: bool = False,
+        before_cgroup_mount: Callable[[], None] | None = None,
     ) -> None:
         self.sys = sys
         self.config = config
@@ -79,6 +82,9 @@ class Rootfs:
         self.cgroup_mounts = cgroup_mounts or []
         self.cgroupns = cgroupns
         self.userns = userns
+        # Called before the first cgroup mount: the container's cgroup directories, which that
+        # mount shows, are made by the parent while the other mounts go in.
+        self.before_cgroup_mount = before_cgroup_mount
         self._root_fd = -1
 
     # -- before pivot_root -------------------------------------------------------------------
@@ -114,6 +120,8 @@ class Rootfs:
         mtype = mount.get("type") or ""
         options = MountOptions(mount.get("options"), mtype)
         if mtype in ("cgroup", "cgroup2") and not options.is_bind:
+            if self.before_cgroup_mount is not None:
+                self.before_cgroup_mount()
             self._mount_cgroup(destination, options)
             return
         host_dest = resolve_in_root(self.rootfs, destination)

@@ -130,6 +130,11 @@ def bootstrap(channel: Channel) -> None:
         flags = plan.namespaces.new_flags & ~NAMESPACES["cgroup"][0]
         if flags:
             sys.unshare(flags)
+        offsets = plan.config["linux"].get("timeOffsets")
+        if offsets and plan.namespaces.has_new("time"):
+            from runtime.linux.system import write_time_offsets
+
+            write_time_offsets(offsets)
         mark("C1", "unshared")
         init_pid = sys.fork_sibling()
         if init_pid == 0:

@@ -36,6 +36,20 @@ def set_names(sys: Syscalls, hostname: str | None, domainname: str | None) -> No
         sys.setdomainname(domainname)
 
 
+def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+    """Clock offsets of the time namespace just unshared: written before its first process
+    exists (the kernel refuses them afterwards), one "clock secs nanosecs" line per clock."""
+    lines = "".join(
+        f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+        for clock, value in offsets.items()
+    )
+    try:
+        with open("/proc/self/timens_offsets", "w") as handle:
+            handle.write(lines)
+    except OSError as err:
+        raise LinuxError("write timens_offsets", err.errno or 0, lines.strip()) from None
+
+
 def loopback_up() -> None:
     """A new network namespace starts with ``lo`` down; runc brings it up, so do we."""
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)

@@ -136,6 +136,7 @@ class Linux(TypedDict, total=False):
     readonlyPaths: list[str]
     mountLabel: str
     personality: dict[str, object]
+    timeOffsets: dict[str, dict[str, int]]
 
 
 class Config(TypedDict, total=False):

@@ -100,3 +100,30 @@ def test_each_container_gets_its_own_session_keyring(pyrun: Runtime, bundles: Bu
     )
     assert keep.returncode in (0, 1), keep
     assert f"_ses.{pyrun.prefix}-k" not in keep.stdout
+
+
+def test_cgroup_namespace_shows_the_container_cgroup_as_root(
+    pyrun: Runtime, bundles: Bundles
+) -> None:
+    config = base_config(["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup/pids"])
+    config["linux"]["namespaces"].append({"type": "cgroup"})  # type: ignore[index]
+    result = pyrun("run", "--bundle", str(bundles.make(config=config)), pyrun.id())
+    assert result.returncode == 0, result
+    lines = [line for line in result.stdout.splitlines() if ":" in line]
+    assert lines and all(line.endswith(":/") for line in lines), lines
+    assert "pids.max" in result.stdout  # the fresh cgroup mount shows the container's cgroup
+
+
+def test_time_namespace_applies_the_clock_offsets(pyrun: Runtime, bundles: Bundles) -> None:
+    config = base_config(["cat", "/proc/uptime"])
+    config["linux"]["namespaces"].append({"type": "time"})  # type: ignore[index]
+    config["linux"]["timeOffsets"] = {  # type: ignore[index]
+        "boottime": {"secs": 86400 * 365, "nanosecs": 0},
+        "monotonic": {"secs": 86400, "nanosecs": 0},
+    }
+    with open("/proc/uptime") as handle:
+        host_uptime = float(handle.read().split()[0])
+    result = pyrun("run", "--bundle", str(bundles.make(config=config)), pyrun.id())
+    assert result.returncode == 0, result
+    uptime = float(result.stdout.split()[0])
+    assert 86400 * 365 <= uptime - host_uptime < 86400 * 365 + 60

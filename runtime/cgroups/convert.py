@@ -136,3 +136,41 @@ def parse_limit(text: str) -> int:
     """A cgroup limit file: "max" → MAX_UINT64."""
     text = text.strip()
     return MAX_UINT64 if text == "max" else int(text)
+
+
+def weight_devices(blkio: dict[str, object], where: str) -> list[tuple[str, int, int]]:
+    """blockIO.weightDevice as ("major:minor", weight, leafWeight), 0 where unset."""
+    found = []
+    for index, entry in enumerate(
+        get_list(blkio.get("weightDevice") or [], f"{where}.weightDevice")
+    ):
+        at = f"{where}.weightDevice[{index}]"
+        found.append(
+            (
+                device_number(entry, at),
+                get_int(entry, "weight", at) or 0,
+                get_int(entry, "leafWeight", at) or 0,
+            )
+        )
+    return found
+
+
+THROTTLE_KEYS = (
+    "throttleReadBpsDevice",
+    "throttleWriteBpsDevice",
+    "throttleReadIOPSDevice",
+    "throttleWriteIOPSDevice",
+)
+
+
+def throttles(blkio: dict[str, object], where: str) -> list[tuple[str, str, int]]:
+    """Every blockIO throttle as (key, "major:minor", rate), in THROTTLE_KEYS order."""
+    found = []
+    for key in THROTTLE_KEYS:
+        for index, entry in enumerate(get_list(blkio.get(key) or [], f"{where}.{key}")):
+            at = f"{where}.{key}[{index}]"
+            rate = get_int(entry, "rate", at)
+            if rate is None or rate < 0:
+                raise CgroupError(f"{at}.rate: must be a non-negative integer")
+            found.append((key, device_number(entry, at), rate))
+    return found

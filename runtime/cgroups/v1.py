@@ -184,38 +184,23 @@ def cpu_steps(fs: CgroupFS, path: str, cpu: dict[str, object]) -> list[Step]:
 
 # -- blkio ------------------------------------------------------------------------------------
 
-_THROTTLES = (
-    ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-    ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-    ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
-    ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"),
-)
+_THROTTLE_FILES = {
+    "throttleReadBpsDevice": "blkio.throttle.read_bps_device",
+    "throttleWriteBpsDevice": "blkio.throttle.write_bps_device",
+    "throttleReadIOPSDevice": "blkio.throttle.read_iops_device",
+    "throttleWriteIOPSDevice": "blkio.throttle.write_iops_device",
+}
 
 
 def blkio_steps(fs: CgroupFS, path: str, blkio: dict[str, object]) -> list[Step]:
     where = "linux.resources.blockIO"
     weight = convert.get_int(blkio, "weight", where) or 0
     leaf_weight = convert.get_int(blkio, "leafWeight", where) or 0
-    devices = []
-    for index, entry in enumerate(
-        convert.get_list(blkio.get("weightDevice") or [], f"{where}.weightDevice")
-    ):
-        at = f"{where}.weightDevice[{index}]"
-        devices.append(
-            (
-                convert.device_number(entry, at),
-                convert.get_int(entry, "weight", at) or 0,
-                convert.get_int(entry, "leafWeight", at) or 0,
-            )
-        )
-    throttles = []
-    for key, filename in _THROTTLES:
-        for index, entry in enumerate(convert.get_list(blkio.get(key) or [], f"{where}.{key}")):
-            at = f"{where}.{key}[{index}]"
-            rate = convert.get_int(entry, "rate", at)
-            if rate is None or rate < 0:
-                raise CgroupError(f"{at}.rate: must be a non-negative integer")
-            throttles.append((filename, f"{convert.device_number(entry, at)} {rate}"))
+    devices = convert.weight_devices(blkio, where)
+    throttles = [
+        (_THROTTLE_FILES[key], f"{number} {rate}")
+        for key, number, rate in convert.throttles(blkio, where)
+    ]
 
     def run() -> None:
         # CFQ has blkio.weight; with BFQ (no CFQ since Linux 5.0) only blkio.bfq.weight exists.

@@ -108,12 +108,12 @@ def cpu_steps(fs: CgroupFS, path: str, cpu: dict[str, object]) -> list[Step]:
     return [run]
 
 
-_IO_MAX = (
-    ("throttleReadBpsDevice", "rbps"),
-    ("throttleWriteBpsDevice", "wbps"),
-    ("throttleReadIOPSDevice", "riops"),
-    ("throttleWriteIOPSDevice", "wiops"),
-)
+_IO_MAX = {
+    "throttleReadBpsDevice": "rbps",
+    "throttleWriteBpsDevice": "wbps",
+    "throttleReadIOPSDevice": "riops",
+    "throttleWriteIOPSDevice": "wiops",
+}
 
 
 def io_steps(fs: CgroupFS, path: str, blkio: dict[str, object]) -> list[Step]:
@@ -122,22 +122,12 @@ def io_steps(fs: CgroupFS, path: str, blkio: dict[str, object]) -> list[Step]:
     if weight and not 10 <= weight <= 1000:
         raise CgroupError(f"{where}.weight: must be from 10 to 1000, not {weight}")
     # leafWeight has no v2 equivalent; per-device weights exist only with BFQ (as in runc).
-    device_weights = []
-    for index, entry in enumerate(
-        convert.get_list(blkio.get("weightDevice") or [], f"{where}.weightDevice")
-    ):
-        at = f"{where}.weightDevice[{index}]"
-        dev_weight = convert.get_int(entry, "weight", at) or 0
-        if dev_weight:
-            device_weights.append(f"{convert.device_number(entry, at)} {dev_weight}")
-    limits = []
-    for key, name in _IO_MAX:
-        for index, entry in enumerate(convert.get_list(blkio.get(key) or [], f"{where}.{key}")):
-            at = f"{where}.{key}[{index}]"
-            rate = convert.get_int(entry, "rate", at)
-            if rate is None or rate < 0:
-                raise CgroupError(f"{at}.rate: must be a non-negative integer")
-            limits.append(f"{convert.device_number(entry, at)} {name}={rate}")
+    device_weights = [
+        f"{number} {weight}" for number, weight, _ in convert.weight_devices(blkio, where) if weight
+    ]
+    limits = [
+        f"{number} {_IO_MAX[key]}={rate}" for key, number, rate in convert.throttles(blkio, where)
+    ]
 
     def run() -> None:
         bfq = fs.exists(f"{path}/io.bfq.weight")

@@ -97,6 +97,9 @@ _PRESERVE = Opt(
     0,
     help="pass N extra file descriptors (3..3+N-1) to the container",
 )
+_FORMAT = Opt(
+    ("--format", "-f"), "format", "choice", "table", ("table", "json"), help="output format"
+)
 _ID = Arg("id", help="container id (or a bundle directory: id = its name)")
 
 COMMANDS: dict[str, Cmd] = {
@@ -138,14 +141,7 @@ COMMANDS: dict[str, Cmd] = {
         "list",
         "list containers",
         [
-            Opt(
-                ("--format", "-f"),
-                "format",
-                "choice",
-                "table",
-                ("table", "json"),
-                help="output format",
-            ),
+            _FORMAT,
             Opt(("--quiet", "-q"), "quiet", help="print only the ids"),
         ],
         [],
@@ -153,16 +149,7 @@ COMMANDS: dict[str, Cmd] = {
     "ps": Cmd(
         "ps",
         "list the processes of a container",
-        [
-            Opt(
-                ("--format", "-f"),
-                "format",
-                "choice",
-                "table",
-                ("table", "json"),
-                help="output format",
-            )
-        ],
+        [_FORMAT],
         [Arg("id"), Arg("ps_args", required=False, variadic=True)],
     ),
     "spec": Cmd(

@@ -93,6 +93,17 @@ class Plan:
         return jsonfast.dumps(self.data).encode()
 
 
+class Hooks:
+    """C2 -> P: the container's namespaces and mounts are ready, pivot_root is next: run the
+    prestart and createRuntime hooks now (sent only when the config has some)."""
+
+    tag = b"H"
+    __slots__ = ()
+
+    def payload(self) -> bytes:
+        return b""
+
+
 class Proceed:
     """P -> C1: go on (sent after the parent's part, e.g. writing id maps, is done)."""
 
@@ -104,7 +115,7 @@ class Proceed:
 
 
 if TYPE_CHECKING:
-    Message = Pid | Ready | Failed | Proceed | Plan
+    Message = Pid | Ready | Failed | Proceed | Plan | Hooks
 
 
 def _decode(tag: bytes, payload: bytes) -> Message:
@@ -118,6 +129,8 @@ def _decode(tag: bytes, payload: bytes) -> Message:
         return Failed(payload.decode(errors="replace"))
     if tag == Proceed.tag:
         return Proceed()
+    if tag == Hooks.tag:
+        return Hooks()
     if tag == Plan.tag:
         from runtime import jsonfast
 

@@ -117,8 +117,21 @@ def create(
             options.preserve_fds,
             not options.no_new_keyring,
         )
+
+        def runtime_hooks(init_pid: int) -> None:
+            from runtime.lifecycle.hooks import hook_state, hooks_of, run_hooks
+
+            document = hook_state(state, "creating", init_pid)
+            for kind in ("prestart", "createRuntime"):
+                run_hooks(kind, hooks_of(config, kind), document)
+
         pid = boot.build(
-            plan, manager, make_cgroup, apply_resources, early.stop if early else lambda: None
+            plan,
+            manager,
+            make_cgroup,
+            apply_resources,
+            early.stop if early else lambda: None,
+            runtime_hooks,
         )
         store.write_config(options.id, config)
         mark("P", "init ready")

@@ -17,6 +17,8 @@ from runtime.linux.procfs import is_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runtime.cgroups.base import CgroupManager
     from runtime.lifecycle.store import Store
 
@@ -41,6 +43,7 @@ def delete(ctx: Context, container_id: str, force: bool = False) -> None:
 
 
 def destroy(container: Container) -> None:
+    poststop = _poststop_hooks(container)
     destroy_resources(
         container.store,
         container.id,
@@ -48,6 +51,28 @@ def destroy(container: Container) -> None:
         container.pid,
         container.state.get("pidStartTime"),
     )
+    if poststop:
+        _run_poststop(container, poststop)
+
+
+def _poststop_hooks(container: Container) -> list[Any]:
+    from runtime.lifecycle.hooks import hooks_of
+
+    try:
+        return hooks_of(container.store.read_config(container.id), "poststop")
+    except (OSError, ValueError):
+        return []
+
+
+def _run_poststop(container: Container, hooks: list[Any]) -> None:
+    """After everything is removed, before delete returns; a failure is only a warning."""
+    from runtime import log
+    from runtime.lifecycle.hooks import HookError, hook_state, run_hooks
+
+    try:
+        run_hooks("poststop", hooks, hook_state(container.state, "stopped"))
+    except HookError as err:
+        log.warning(err.message)
 
 
 def destroy_resources(

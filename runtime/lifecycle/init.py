@@ -11,12 +11,13 @@ import _signal
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Pid, Plan, Proceed, Ready
+from runtime.lifecycle.channel import Failed, Hooks, Pid, Plan, Proceed, Ready
 from runtime.lifecycle.store import EXEC_FIFO
 from runtime.trace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from runtime.lifecycle.channel import Channel
@@ -34,6 +35,7 @@ class InitPlan:
         "cgroup_mounts",
         "config",
         "container_id",
+        "host_pid",
         "namespaces",
         "new_keyring",
         "no_pivot",
@@ -52,6 +54,7 @@ class InitPlan:
         self.bundle: str = data["bundle"]
         self.state_dir: str = data["stateDir"]
         self.state_dir_fd = -1  # opened by init before pivot_root
+        self.host_pid = 0  # init's pid as the host sees it (hooks' state), found by init
         self.no_pivot: bool = data["noPivot"]
         self.container_id: str = data["id"]
         self.new_keyring: bool = data["newKeyring"]
@@ -169,6 +172,7 @@ def _setup(
 ) -> tuple[str, list[str], dict[str, str]]:
     # Every module init needs is imported here, first: after pivot_root the host's Python
     # library is out of reach, and a lazy import there would fail inside the container.
+    from runtime.lifecycle import hooks as oci_hooks
     from runtime.linux.capabilities import CapabilityPlan
     from runtime.linux.process import (
         apply_rlimits,
@@ -189,6 +193,7 @@ def _setup(
     _close_inherited_fds(plan.preserve_fds)
     # The exec fifo is reached through this descriptor after pivot_root hides the host.
     plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    plan.host_pid = _host_pid()
     if plan.namespaces.has_new("network"):
         loopback_up()
     # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, which the
@@ -218,6 +223,9 @@ def _setup(
     rootfs.prepare()
     mark("C2", "mounts done")
     set_names(sys, config.get("hostname"), config.get("domainname"))
+    _hooks_before_pivot(plan, channel, await_proceed)
+    if oci_hooks.has_hooks(config, "startContainer"):
+        oci_hooks.preload()  # they run after pivot_root, when nothing can be imported
     rootfs.pivot(plan.no_pivot)
     write_sysctls(config.get("linux", {}).get("sysctl", {}))
     rootfs.finalize()
@@ -250,6 +258,34 @@ def _setup(
     return exec_path, args, env
 
 
+def _hooks_before_pivot(
+    plan: InitPlan, channel: Channel, await_proceed: Callable[[int], None]
+) -> None:
+    """prestart and createRuntime run in the parent (runtime namespace), createContainer here
+    (container namespace); all of them while the host is still visible, before pivot_root."""
+    from runtime.lifecycle import hooks as oci_hooks
+
+    if oci_hooks.has_hooks(plan.config, "prestart", "createRuntime"):
+        await_proceed(2)
+        channel.send(Hooks())
+        await_proceed(3)
+    created = oci_hooks.hooks_of(plan.config, "createContainer")
+    if created:
+        oci_hooks.run_hooks("createContainer", created, _hook_state(plan, "creating"))
+
+
+def _hook_state(plan: InitPlan, status: str) -> dict[str, Any]:
+    from runtime.lifecycle.hooks import hook_state
+
+    state = {
+        "id": plan.container_id,
+        "bundle": plan.bundle,
+        "ociVersion": plan.config.get("ociVersion", "1.2.0"),
+        "annotations": plan.config.get("annotations", {}),
+    }
+    return hook_state(state, status, plan.host_pid)
+
+
 def _chdir(cwd: str) -> None:
     try:
         os.chdir(cwd)
@@ -258,6 +294,15 @@ def _chdir(cwd: str) -> None:
         raise ContainerInitError(
             f"chdir to cwd ({cwd!r}) set in config.json failed: {reason}"
         ) from None
+
+
+def _host_pid() -> int:
+    """Our pid in the outermost pid namespace: the first NSpid field of the host's /proc."""
+    with open("/proc/self/status", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"NSpid:"):
+                return int(line.split()[1])
+    return os.getpid()
 
 
 def _close_inherited_fds(preserve: int) -> None:
@@ -313,12 +358,28 @@ def _wait_for_start_and_exec(
         # through a descriptor opened before pivot_root, so no host path is visible here.
         fd = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=plan.state_dir_fd)
         os.write(fd, b"0")
-        os.close(fd)
         os.close(plan.state_dir_fd)
+    except OSError:
+        os._exit(1)  # start went away: nothing to report to
+    # The fifo stays open until the exec closes it (O_CLOEXEC): `start` reads to its end, so it
+    # returns once the program runs, and reads why if it does not.
+    try:
+        _start_container_hooks(plan)
         os.execve(exec_path, args, env)
-    except OSError as err:
-        message = f"pyrun: exec {args[0]!r} failed: {(err.strerror or 'error').lower()}\n"
+    except (OSError, PyrunError) as err:
+        if isinstance(err, OSError):
+            message = f"exec {args[0]!r} failed: {(err.strerror or 'error').lower()}"
+        else:
+            message = err.message
         try:
-            os.write(2, message.encode())
+            os.write(fd, message.encode(errors="replace"))
         finally:
             os._exit(127)
+
+
+def _start_container_hooks(plan: InitPlan) -> None:
+    from runtime.lifecycle.hooks import hooks_of, run_hooks
+
+    hooks = hooks_of(plan.config, "startContainer")
+    if hooks:
+        run_hooks("startContainer", hooks, _hook_state(plan, "created"))

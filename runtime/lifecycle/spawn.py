@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Pid, Plan, Proceed, Ready, channel_pair
+from runtime.lifecycle.channel import Failed, Hooks, Pid, Plan, Proceed, Ready, channel_pair
 from runtime.trace import mark
 
 TYPE_CHECKING = False
@@ -87,6 +87,7 @@ class Bootstrap:
         make_cgroup: Callable[[], None],
         apply_resources: Callable[[], None],
         joined: Callable[[], None] = lambda: None,
+        runtime_hooks: Callable[[int], None] = lambda pid: None,
     ) -> int:
         """Send the plan; while the children set up, make the cgroup directories (Proceed 1),
         apply resources and move init into the cgroup (Proceed 2); return init's pid once it
@@ -114,6 +115,12 @@ class Bootstrap:
                 mark("P", "init joined cgroup")
                 joined()
                 self._proceed()  # 2: init is in its cgroup
+                message = self.channel.receive()
+            if isinstance(message, Hooks):
+                # Init stopped before pivot_root: prestart and createRuntime run now, here in
+                # the runtime namespace; init goes on when they succeeded.
+                runtime_hooks(init_pid)
+                self._proceed()  # 3: the runtime hooks ran
                 message = self.channel.receive()
             if isinstance(message, Ready):
                 return init_pid

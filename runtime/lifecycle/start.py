@@ -9,6 +9,10 @@ from runtime.lifecycle import status as st
 from runtime.lifecycle.container import Container, Context
 from runtime.lifecycle.store import EXEC_FIFO
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _POLL_MS = 50
 
 
@@ -20,7 +24,37 @@ def start(ctx: Context, container_id: str) -> Container:
 
 
 def release(container: Container) -> None:
-    """Open the exec fifo: init's blocked open returns, it writes one byte and execs."""
+    """Let init run the user's program, then run the poststart hooks."""
+    _open_the_fifo(container)
+    _poststart(container)
+
+
+def _poststart(container: Container) -> None:
+    """Runtime namespace, after the program started; a failure stops the container (spec
+    v1.3: poststart failures are fatal) and is the error of `start`."""
+    from runtime.lifecycle.hooks import HookError, hook_state, hooks_of, run_hooks
+
+    try:
+        hooks = hooks_of(container.store.read_config(container.id), "poststart")
+    except (OSError, ValueError):
+        return  # a state directory from before config copies: nothing to run
+    if not hooks:
+        return
+    try:
+        run_hooks("poststart", hooks, hook_state(container.state, "running"))
+    except HookError:
+        try:
+            os.kill(container.pid, 9)
+        except ProcessLookupError:
+            pass
+        raise
+
+
+def _open_the_fifo(container: Container) -> None:
+    """Open the exec fifo: init's blocked open returns, it writes one byte, runs the
+    startContainer hooks and execs. The fifo closes with the exec (close-on-exec), so reading
+    to its end waits for the program to really start; anything after the byte is init's report
+    of why it could not."""
     import select
 
     path = f"{container.dir}/{EXEC_FIFO}"
@@ -35,6 +69,9 @@ def release(container: Container) -> None:
             if poller.poll(_POLL_MS):
                 data = os.read(fd, 1)
                 if data:
+                    report = _read_to_end(fd, poller, container)
+                    if report:
+                        raise PyrunError(f"unable to start container process: {report}")
                     break
                 # EOF: init opened and closed the fifo for a racing `start` that took the
                 # byte, or died; polling on would spin (POLLHUP stays set).
@@ -49,7 +86,24 @@ def release(container: Container) -> None:
                 raise PyrunError("cannot start an already running container")
     finally:
         os.close(fd)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _read_to_end(fd: int, poller: Any, container: Container) -> str:
+    report = b""
+    while True:
+        poller.poll(_POLL_MS)
+        # Read whether or not poll said so: a reader that opened the fifo after init did (a
+        # racing start) is never told POLLHUP when init's end closes, but reads EOF.
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            if not container.init_alive():
+                return report.decode(errors="replace")
+            continue
+        if not chunk:
+            return report.decode(errors="replace")
+        report += chunk

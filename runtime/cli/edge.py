@@ -28,7 +28,7 @@ def dispatch(invocation: Invocation, head_start: HeadStart | None = None) -> int
 
     g = invocation.globals
     ctx = Context(
-        root=str(g["root"]),
+        root=str(g["root"] or default_root()),
         log_path=(g["log"] and str(g["log"])) or None,  # type: ignore[arg-type]
         log_format=str(g["log_format"]),
         debug=bool(g["debug"]),
@@ -58,6 +58,14 @@ def dispatch(invocation: Invocation, head_start: HeadStart | None = None) -> int
     finally:
         if head_start is not None:
             head_start.finish()
+
+
+def default_root() -> str:
+    """/run/pyrun for root; an unprivileged user's state lives in $XDG_RUNTIME_DIR/pyrun."""
+    if os.geteuid() == 0:
+        return "/run/pyrun"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return f"{runtime_dir}/pyrun"
 
 
 def _report(message: str) -> None:
@@ -178,7 +186,89 @@ def _verb_validate(ctx: Context, options: dict[str, Any], args: dict[str, Any]) 
     return 0 if ok else 1
 
 
+def _verb_pause(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.pause import pause
+
+    pause(ctx, str(args["id"]))
+    return 0
+
+
+def _verb_resume(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.pause import resume
+
+    resume(ctx, str(args["id"]))
+    return 0
+
+
+def _verb_update(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.update import update
+
+    update(ctx, str(args["id"]), options)
+    return 0
+
+
+def _verb_events(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.events import events
+
+    stream = events(ctx, str(args["id"]), str(options["interval"]), bool(options["stats"]))
+    try:
+        for line in stream:
+            _out(line)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: the end of the stream, not an error
+    finally:
+        stream.close()
+    return 0
+
+
+def _verb_features(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.features import features_output
+
+    _out(features_output())
+    return 0
+
+
+def _verb_exec(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:
+    from runtime.lifecycle.container import Container
+    from runtime.lifecycle.exec import ExecOptions, exec_in, process_from_file, process_from_flags
+
+    for unsupported in ("apparmor", "process_label"):
+        if options.get(unsupported):
+            flag = "--" + unsupported.replace("_", "-")
+            raise PyrunError(f"{flag}: not supported by pyrun (no LSM profiles on this host)")
+    container_id = str(args["id"])
+    command = list(args.get("command") or ())
+    if options.get("process"):
+        if command:
+            raise PyrunError("exec: give either --process or a command, not both")
+        process = process_from_file(str(options["process"]))
+    else:
+        container = Container.load(ctx.store, container_id)
+        base = container.store.read_config(container_id).get("process", {})
+        process = process_from_flags(
+            base,
+            command,
+            env=list(options.get("env") or ()),
+            cwd=options.get("cwd"),
+            user=options.get("user"),
+            additional_gids=list(options.get("additional_gids") or ()),
+            caps=list(options.get("cap") or ()),
+            tty=bool(options.get("tty")),
+            no_new_privs=bool(options.get("no_new_privs")),
+        )
+    exec_options = ExecOptions(
+        process,
+        detach=bool(options.get("detach")),
+        pid_file=options.get("pid_file"),
+        console_socket=options.get("console_socket"),
+        preserve_fds=int(options.get("preserve_fds") or 0),
+        ignore_paused=bool(options.get("ignore_paused")),
+    )
+    return exec_in(ctx, container_id, exec_options)
+
+
 _VERBS: dict[str, Callable[..., int]] = {
+    "exec": _verb_exec,
     "create": _verb_create,
     "run": _verb_run,
     "start": _verb_start,
@@ -189,4 +279,9 @@ _VERBS: dict[str, Callable[..., int]] = {
     "ps": _verb_ps,
     "spec": _verb_spec,
     "validate": _verb_validate,
+    "pause": _verb_pause,
+    "resume": _verb_resume,
+    "update": _verb_update,
+    "events": _verb_events,
+    "features": _verb_features,
 }

@@ -24,7 +24,8 @@ def _click_option(opt: Opt) -> Callable[[Any], Any]:
         *opt.names,
         opt.dest,
         type=kind,
-        default=opt.default,
+        default=() if opt.repeat else opt.default,
+        multiple=opt.repeat,
         show_default=opt.default not in (None, ""),
         help=opt.help,
     )
@@ -48,8 +49,9 @@ def _make_command(cmd: Cmd, sink: Callable[[Invocation], Any]) -> click.Command:
                 metavar=arg.dest.upper(),
             )
         )
+    settings = dict(_CONTEXT, allow_interspersed_args=cmd.interspersed)
     command = click.Command(
-        cmd.name, callback=callback, params=params, help=cmd.help, context_settings=_CONTEXT
+        cmd.name, callback=callback, params=params, help=cmd.help, context_settings=settings
     )
     for opt in cmd.options:
         _click_option(opt)(command)

@@ -47,20 +47,34 @@ class Arg:
 
 
 class Cmd:
-    __slots__ = ("args", "help", "name", "options", "usage")
+    __slots__ = ("args", "help", "interspersed", "name", "options", "usage")
 
     def __init__(
-        self, name: str, help: str, options: list[Opt], args: list[Arg], usage: str = ""
+        self,
+        name: str,
+        help: str,
+        options: list[Opt],
+        args: list[Arg],
+        usage: str = "",
+        interspersed: bool = True,
     ) -> None:
         self.name = name
         self.help = help
         self.options = options
         self.args = args
         self.usage = usage
+        # False: options end at the first argument (exec ID COMMAND -c ... keeps the -c).
+        self.interspersed = interspersed
 
 
 GLOBAL_OPTIONS = [
-    Opt(("--root",), "root", "str", "/run/pyrun", help="directory for container state"),
+    Opt(
+        ("--root",),
+        "root",
+        "str",
+        help="directory for container state (default: /run/pyrun; $XDG_RUNTIME_DIR/pyrun when"
+        " not run as root)",
+    ),
     Opt(("--log",), "log", "str", help="log file (default: stderr only)"),
     Opt(
         ("--log-format",),
@@ -102,7 +116,77 @@ _FORMAT = Opt(
 )
 _ID = Arg("id", help="container id (or a bundle directory: id = its name)")
 
+
+def _value(names: tuple[str, ...], help: str) -> Opt:
+    """An update value: kept as text here, parsed by runtime.lifecycle.update as runc does."""
+    return Opt(names, names[0][2:].replace("-", "_"), "str", help=help)
+
+
+_UPDATE_OPTIONS = [
+    Opt(
+        ("--resources", "-r"),
+        "resources",
+        "str",
+        help="JSON LinuxResources file to apply, '-' for standard input (all other options"
+        " are then ignored)",
+    ),
+    _value(("--blkio-weight",), "per cgroup block I/O weight, 10 to 1000"),
+    _value(("--cpu-period",), "CPU CFS period in usecs (0: the system default)"),
+    _value(("--cpu-quota",), "CPU CFS hardcap in usecs per period (-1: none)"),
+    _value(("--cpu-burst",), "CPU CFS burst in usecs"),
+    _value(("--cpu-share", "--cpu-shares"), "CPU shares (relative weight)"),
+    _value(("--cpu-rt-period",), "CPU realtime period in usecs"),
+    _value(("--cpu-rt-runtime",), "CPU realtime hardcap in usecs per period"),
+    _value(("--cpu-idle",), "1: SCHED_IDLE for the cgroup, 0: the default"),
+    _value(("--cpuset-cpus",), "CPUs to use (0-3,8)"),
+    _value(("--cpuset-mems",), "memory nodes to use (0-1)"),
+    _value(("--memory",), "memory limit: bytes or 512m, 1.5g ... (-1: unlimited)"),
+    _value(("--memory-reservation",), "memory soft limit: bytes or 256m ..."),
+    _value(("--memory-swap",), "memory+swap limit: bytes or 1g ... (-1: unlimited swap)"),
+    _value(("--kernel-memory",), "obsolete, ignored"),
+    _value(("--kernel-memory-tcp",), "obsolete, ignored"),
+    _value(("--pids-limit",), "maximum number of pids (-1: unlimited)"),
+    _value(("--l3-cache-schema",), "Intel RDT/CAT L3 cache schema (not supported)"),
+    _value(("--mem-bw-schema",), "Intel RDT/MBA memory bandwidth schema (not supported)"),
+]
+
+_EXEC_OPTIONS = [
+    Opt(
+        ("--process", "-p"),
+        "process",
+        "str",
+        help="process.json to run (runtime-spec Process), '-' for standard input",
+    ),
+    Opt(("--detach", "-d"), "detach", help="do not wait for the process"),
+    Opt(("--pid-file",), "pid_file", "str", help="write the process's pid here"),
+    Opt(("--tty", "-t"), "tty", help="allocate a pseudo-terminal"),
+    _CONSOLE,
+    Opt(("--cwd",), "cwd", "str", help="working directory inside the container"),
+    Opt(("--env", "-e"), "env", "str", help="set KEY=VALUE (repeatable)", repeat=True),
+    Opt(("--user", "-u"), "user", "str", help="UID[:GID] to run as"),
+    Opt(
+        ("--additional-gids", "-g"),
+        "additional_gids",
+        "str",
+        help="an additional group id (repeatable)",
+        repeat=True,
+    ),
+    Opt(("--cap", "-c"), "cap", "str", help="add a capability (repeatable)", repeat=True),
+    Opt(("--no-new-privs",), "no_new_privs", help="set no_new_privs for the process"),
+    _PRESERVE,
+    Opt(("--ignore-paused",), "ignore_paused", help="exec even if the container is paused"),
+    Opt(("--apparmor",), "apparmor", "str", help="AppArmor profile (not supported)"),
+    Opt(("--process-label",), "process_label", "str", help="SELinux label (not supported)"),
+]
+
 COMMANDS: dict[str, Cmd] = {
+    "exec": Cmd(
+        "exec",
+        "run a process in a running container",
+        _EXEC_OPTIONS,
+        [Arg("id"), Arg("command", required=False, variadic=True)],
+        interspersed=False,
+    ),
     "create": Cmd(
         "create",
         "create a container (its process waits for start)",
@@ -168,6 +252,19 @@ COMMANDS: dict[str, Cmd] = {
         [],
         [Arg("path", required=False)],
     ),
+    "pause": Cmd("pause", "suspend every process of the container (freezer)", [], [Arg("id")]),
+    "resume": Cmd("resume", "resume the processes of a paused container", [], [Arg("id")]),
+    "update": Cmd("update", "change a container's cgroup limits", _UPDATE_OPTIONS, [Arg("id")]),
+    "events": Cmd(
+        "events",
+        "print stats and OOM events of a container as JSON lines",
+        [
+            Opt(("--interval",), "interval", "str", "5s", help="stats interval (Go duration)"),
+            Opt(("--stats",), "stats", help="print the stats once, then exit"),
+        ],
+        [Arg("id")],
+    ),
+    "features": Cmd("features", "print the features this runtime implements as JSON", [], []),
 }
 
 # Verbs the lean parser handles; the rest (and anything it does not recognise) go to click.

@@ -47,6 +47,7 @@ def load_bundle(bundle: str) -> tuple[Config, str]:
         config = parse_config(data, path)
     except SpecError as err:
         problems = err.problems + host_problems_raw(bundle, _rootfs_of_bytes(data, path))
+        problems += _seccomp_problems_of_bytes(data, path)
         raise SpecError(path, problems) from None
     rootfs = rootfs_path(bundle, config)
     problems = host_problems(config, rootfs)
@@ -67,7 +68,40 @@ def host_problems(config: Config, rootfs: str) -> list[str]:
         path = ns.get("path")
         if path and not os.path.exists(path):
             problems.append(f"linux.namespaces[{index}].path: {path} does not exist")
+    seccomp = config.get("linux", {}).get("seccomp")
+    if seccomp:
+        problems += seccomp_problems(seccomp, valid=True)
     return problems
+
+
+def seccomp_problems(seccomp: object, valid: bool = False) -> list[str]:
+    """What this host's libseccomp refuses in ``linux.seccomp`` (unknown syscall names above
+    all; in a ``valid`` config also rules it cannot combine); names of syscalls newer than it
+    are skipped with a debug line, as runc does."""
+    if not isinstance(seccomp, dict):
+        return []
+    from runtime.linux import seccomp as filters
+
+    found = filters.problems(seccomp)
+    if valid and not found:
+        found = filters.conflicts(seccomp)
+    if not found:
+        from runtime import log
+
+        for name in filters.skipped_names(seccomp):
+            log.debug(f"unknown seccomp syscall {name!r} ignored")
+    return found
+
+
+def _seccomp_problems_of_bytes(data: bytes, path: str) -> list[str]:
+    from runtime.spec.document import decode
+
+    try:
+        document = decode(data, path).data
+    except SpecError:
+        return []
+    linux = document.get("linux") if isinstance(document, dict) else None
+    return seccomp_problems(linux.get("seccomp") if isinstance(linux, dict) else None)
 
 
 def host_problems_raw(bundle: str, rootfs: str | None) -> list[str]:

@@ -93,6 +93,17 @@ class Plan:
         return jsonfast.dumps(self.data).encode()
 
 
+class UserNamespace:
+    """C1 -> P: a new user namespace exists; write its uid/gid maps (then Proceed). Only
+    the parent can: the maps must be written from outside the namespace."""
+
+    tag = b"U"
+    __slots__ = ()
+
+    def payload(self) -> bytes:
+        return b""
+
+
 class Hooks:
     """C2 -> P: the container's namespaces and mounts are ready, pivot_root is next: run the
     prestart and createRuntime hooks now (sent only when the config has some)."""
@@ -115,7 +126,7 @@ class Proceed:
 
 
 if TYPE_CHECKING:
-    Message = Pid | Ready | Failed | Proceed | Plan | Hooks
+    Message = Pid | Ready | Failed | Proceed | Plan | Hooks | UserNamespace
 
 
 def _decode(tag: bytes, payload: bytes) -> Message:
@@ -131,6 +142,8 @@ def _decode(tag: bytes, payload: bytes) -> Message:
         return Proceed()
     if tag == Hooks.tag:
         return Hooks()
+    if tag == UserNamespace.tag:
+        return UserNamespace()
     if tag == Plan.tag:
         from runtime import jsonfast
 

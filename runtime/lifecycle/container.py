@@ -84,11 +84,12 @@ class Container:
             return st.STOPPED
         if not self.init_alive():
             return st.STOPPED
-        if os.path.exists(f"{self.dir}/{EXEC_FIFO}"):
-            return st.CREATED
+        # Frozen first: a created container can be paused too (runc reports it as paused).
         manager = self.cgroup()
         if manager is not None and manager.is_frozen():
             return st.PAUSED
+        if os.path.exists(f"{self.dir}/{EXEC_FIFO}"):
+            return st.CREATED
         return st.RUNNING
 
     def oci_state(self, status: st.Status | None = None) -> dict[str, Any]:

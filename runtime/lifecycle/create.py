@@ -19,6 +19,7 @@ from runtime.trace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from runtime.cgroups.base import CgroupManager
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 class CreateOptions:
     __slots__ = (
         "bundle",
+        "console_fallback",
         "console_socket",
         "id",
         "no_new_keyring",
@@ -55,6 +57,9 @@ class CreateOptions:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
+        # `run` in the foreground: makes a console socket of its own when the config wants a
+        # terminal and the caller gave none; returns its path.
+        self.console_fallback: Callable[[], str] | None = None
 
 
 def create(
@@ -95,7 +100,10 @@ def create(
     state = _initial_state(options.id, bundle, rootfs, config, manager)
     try:
         store.write_state(options.id, state)
-        os.mkfifo(f"{state_dir}/{EXEC_FIFO}", 0o622)
+        fifo = f"{state_dir}/{EXEC_FIFO}"
+        os.mkfifo(fifo, 0o622)
+        # Whatever the umask: init opens it for writing as the container's user (runc: 0622).
+        os.chmod(fifo, 0o622)
         mark("P", "state written")
 
         def make_cgroup() -> None:
@@ -116,6 +124,7 @@ def create(
             options.no_pivot,
             options.preserve_fds,
             not options.no_new_keyring,
+            os.path.abspath(options.console_socket) if options.console_socket else None,
         )
 
         def runtime_hooks(init_pid: int) -> None:
@@ -158,7 +167,11 @@ def _check_supported(config: Config, options: CreateOptions) -> None:
     if process is None:
         raise PyrunError("config has no process to run (process is required by create)")
     if process.get("terminal") and not options.console_socket:
-        raise PyrunError("cannot allocate tty if pyrun will detach without setting console socket")
+        if options.console_fallback is None:
+            raise PyrunError(
+                "cannot allocate tty if pyrun will detach without setting console socket"
+            )
+        options.console_socket = options.console_fallback()
     if not any(ns.get("type") == "mount" for ns in config["linux"]["namespaces"]):
         raise PyrunError(
             "linux.namespaces: a mount namespace is required (pyrun never mounts on the host)"
@@ -168,11 +181,38 @@ def _check_supported(config: Config, options: CreateOptions) -> None:
 def _open_cgroup(ctx: Context, container_id: str, config: Config) -> CgroupManager | None:
     from runtime.cgroups import open_manager
 
-    return open_manager(
+    manager = open_manager(
         container_id,
         config["linux"].get("cgroupsPath") or None,
         systemd=ctx.systemd_cgroup,
     )
+    if os.geteuid() == 0 or _delegated(manager):
+        return manager
+    # Rootless without a delegated cgroup: run without one (runc --rootless does the same),
+    # unless the config asks for limits that then could not be enforced.
+    limits = sorted(k for k in config["linux"].get("resources", {}) if k != "devices")
+    if limits:
+        raise PyrunError(
+            f"linux.resources.{limits[0]}: cannot be applied: running as uid {os.geteuid()},"
+            " and this host does not delegate the container's cgroup to you"
+            f" ({next(iter(manager.paths().values()))} is not writable)"
+        )
+    from runtime import log
+
+    log.debug("rootless: no delegated cgroup, the container runs in the caller's cgroups")
+    return None
+
+
+def _delegated(manager: CgroupManager) -> bool:
+    """True if every hierarchy's nearest existing ancestor of the container's cgroup is ours to
+    write (cgroup v2 delegation, or a v1 tree chowned to the user)."""
+    for path in manager.paths().values():
+        existing = path
+        while not os.path.isdir(existing):
+            existing = existing.rpartition("/")[0] or "/"
+        if not os.access(existing, os.W_OK):
+            return False
+    return True
 
 
 def _apply_resources(manager: CgroupManager, config: Config) -> None:

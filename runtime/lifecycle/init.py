@@ -11,7 +11,7 @@ import _signal
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Hooks, Pid, Plan, Proceed, Ready
+from runtime.lifecycle.channel import Failed, Hooks, Pid, Plan, Proceed, Ready, UserNamespace
 from runtime.lifecycle.store import EXEC_FIFO
 from runtime.trace import mark
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from runtime.lifecycle.channel import Channel
     from runtime.linux.syscalls import Syscalls
-    from runtime.spec.types import Config
+    from runtime.spec.types import Config, Process
 
 _SIG_DFL = 0
 
@@ -34,6 +34,7 @@ class InitPlan:
         "bundle",
         "cgroup_mounts",
         "config",
+        "console_socket",
         "container_id",
         "host_pid",
         "namespaces",
@@ -41,6 +42,7 @@ class InitPlan:
         "no_pivot",
         "preserve_fds",
         "rootfs",
+        "seccomp",
         "state_dir",
         "state_dir_fd",
     )
@@ -57,10 +59,12 @@ class InitPlan:
         self.host_pid = 0  # init's pid as the host sees it (hooks' state), found by init
         self.no_pivot: bool = data["noPivot"]
         self.container_id: str = data["id"]
+        self.console_socket: str | None = data.get("consoleSocket")
         self.new_keyring: bool = data["newKeyring"]
         self.preserve_fds: int = data["preserveFds"]
         self.cgroup_mounts = [CgroupMount(*item) for item in data["cgroupMounts"]]
         self.namespaces = NamespacePlan(self.config["linux"]["namespaces"])
+        self.seccomp: Callable[[], int] | None = None  # loads the filter right before the exec
 
     @staticmethod
     def message(
@@ -73,8 +77,10 @@ class InitPlan:
         no_pivot: bool,
         preserve_fds: int,
         new_keyring: bool,
+        console_socket: str | None = None,
     ) -> dict[str, Any]:
         return {
+            "consoleSocket": console_socket,
             "id": container_id,
             "newKeyring": new_keyring,
             "config": config,
@@ -116,7 +122,8 @@ def bootstrap(channel: Channel) -> None:
         import runtime.linux.capabilities
         import runtime.linux.process
         import runtime.linux.rootfs
-        import runtime.linux.system  # noqa: F401
+        import runtime.linux.system
+        import runtime.linux.userns  # noqa: F401
         from runtime.linux.namespaces import join_all
         from runtime.linux.syscalls import Syscalls
         from runtime.spec.tables import NAMESPACES
@@ -129,8 +136,15 @@ def bootstrap(channel: Channel) -> None:
             raise ContainerInitError(f"protocol error: expected Plan, got {message!r}")
         plan = InitPlan(message.data)
         sys = Syscalls()
+        # runc's nsexec order: join namespaces by path (a user namespace first), then a new
+        # user namespace -- mapped by the parent -- then the other new namespaces, which the
+        # new user namespace owns.
         join_all(sys, plan.namespaces.joins)
-        flags = plan.namespaces.new_flags & ~NAMESPACES["cgroup"][0]
+        if plan.namespaces.has_new("user"):
+            _enter_new_user_namespace(plan, channel, sys)
+        elif plan.namespaces.has("user"):
+            _become_root_if_mapped(plan)
+        flags = plan.namespaces.new_flags & ~(NAMESPACES["cgroup"][0] | NAMESPACES["user"][0])
         if flags:
             sys.unshare(flags)
         offsets = plan.config["linux"].get("timeOffsets")
@@ -146,6 +160,26 @@ def bootstrap(channel: Channel) -> None:
     except BaseException as err:  # everything must reach the parent
         _fail(channel, err)
     os._exit(0)
+
+
+def _enter_new_user_namespace(plan: InitPlan, channel: Channel, sys: Syscalls) -> None:
+    from runtime.spec.tables import NAMESPACES
+
+    sys.unshare(NAMESPACES["user"][0])
+    channel.send(UserNamespace())
+    _await_proceed(channel)  # the parent has written our uid/gid maps
+    _become_root_if_mapped(plan)
+
+
+def _become_root_if_mapped(plan: InitPlan) -> None:
+    """Act as the namespace's root, as runc does, when root is mapped (it usually is)."""
+    from runtime.linux.userns import maps_id
+
+    linux = plan.config["linux"]
+    if maps_id(linux.get("gidMappings", []), 0):
+        os.setresgid(0, 0, 0)
+    if maps_id(linux.get("uidMappings", []), 0):
+        os.setresuid(0, 0, 0)
 
 
 def container_init(plan: InitPlan, channel: Channel, sys: Syscalls) -> None:
@@ -185,6 +219,7 @@ def _setup(
     from runtime.linux.rootfs import Rootfs
     from runtime.linux.syscalls import PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS
     from runtime.linux.system import loopback_up, set_names, write_sysctls
+    from runtime.linux.userns import setgroups_allowed
     from runtime.spec.tables import NAMESPACES
 
     config = plan.config
@@ -194,8 +229,16 @@ def _setup(
     # The exec fifo is reached through this descriptor after pivot_root hides the host.
     plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     plan.host_pid = _host_pid()
+    groups_allowed = setgroups_allowed()  # read now: /proc may not be mounted after pivot
     if plan.namespaces.has_new("network"):
         loopback_up()
+    compiled = None
+    if config.get("linux", {}).get("seccomp"):
+        # libseccomp is the host's: compile now, before pivot_root; load at the very end.
+        from runtime.linux.seccomp import compile_filter
+
+        compiled = compile_filter(config["linux"]["seccomp"])
+        mark("C2", "seccomp compiled")
     # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, which the
     # cgroup mount needs) and moves us into it (Proceed 2, needed before the exec, and before
     # a new cgroup namespace is made: it is rooted where we stand).
@@ -224,9 +267,17 @@ def _setup(
     mark("C2", "mounts done")
     set_names(sys, config.get("hostname"), config.get("domainname"))
     _hooks_before_pivot(plan, channel, await_proceed)
+    console = None
+    if process.get("terminal"):
+        from runtime.linux import console as console_module
+
+        # The caller's socket is a host path: connect before pivot_root hides it.
+        console = console_module.connect(plan.console_socket or "")
     if oci_hooks.has_hooks(config, "startContainer"):
         oci_hooks.preload()  # they run after pivot_root, when nothing can be imported
     rootfs.pivot(plan.no_pivot)
+    if console is not None:
+        _attach_init_console(sys, console, process)
     write_sysctls(config.get("linux", {}).get("sysctl", {}))
     rootfs.finalize()
     mark("C2", "pivoted, finalized")
@@ -239,9 +290,15 @@ def _setup(
 
     caps = CapabilityPlan(process.get("capabilities"))
     user = process.get("user", {})
+    if compiled is not None:
+        program, flags = compiled.program, compiled.flags
+        if process.get("noNewPrivileges"):
+            plan.seccomp = lambda: sys.load_seccomp(program, flags)  # as late as possible
+        else:
+            sys.load_seccomp(program, flags)  # needs CAP_SYS_ADMIN: before the caps go (runc)
     caps.drop_bounding(sys)
     sys.prctl(PR_SET_KEEPCAPS, 1)
-    switch_user(sys, user)
+    switch_user(sys, user, groups_allowed)
     _chdir(process.get("cwd", "/"))
     sys.prctl(PR_SET_KEEPCAPS, 0)
     caps.apply(sys)
@@ -256,6 +313,26 @@ def _setup(
     await_proceed(2)
     mark("C2", "ready")
     return exec_path, args, env
+
+
+def _attach_init_console(sys: Syscalls, sock: Any, process: Process) -> None:
+    """A pty from the container's own devpts: the slave on /dev/console and as our stdio, the
+    master sent to the caller (runc's console socket protocol, runtime/linux/console.py)."""
+    from runtime.linux.console import Pty, become_controlled_by, send_master
+    from runtime.linux.securepath import ensure_file
+    from runtime.spec.tables import MS_BIND
+
+    pty = Pty("/dev/ptmx")
+    size = process.get("consoleSize")
+    if size:
+        pty.resize(size["height"], size["width"])
+    ensure_file("/dev/console")
+    sys.mount(pty.slave_path, "/dev/console", None, MS_BIND, None)
+    send_master(sock, pty.master, pty.slave_path)
+    sock.close()
+    os.close(pty.master)
+    become_controlled_by(pty.slave)
+    os.close(pty.slave)
 
 
 def _hooks_before_pivot(
@@ -365,6 +442,8 @@ def _wait_for_start_and_exec(
     # returns once the program runs, and reads why if it does not.
     try:
         _start_container_hooks(plan)
+        if plan.seccomp is not None:
+            plan.seccomp()  # with no_new_privs: nothing but the exec runs under the filter
         os.execve(exec_path, args, env)
     except (OSError, PyrunError) as err:
         if isinstance(err, OSError):

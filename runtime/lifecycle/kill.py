@@ -9,6 +9,8 @@ from runtime.lifecycle import status as st
 from runtime.lifecycle.container import Container, Context
 from runtime.spec.tables import parse_signal
 
+_SIGKILL = 9
+
 
 def signal_number(text: str) -> int:
     if text.strip() == "0":
@@ -37,3 +39,8 @@ def kill(
         os.kill(container.pid, number)
     except ProcessLookupError:
         raise ContainerNotRunning() from None
+    if status is st.PAUSED and number == _SIGKILL:
+        # A frozen v1 task dies only once thawed (runc thaws for SIGKILL alone, too).
+        manager = container.cgroup()
+        if manager is not None:
+            manager.thaw()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from runtime.cgroups.warmup import Warmup
     from runtime.lifecycle.container import Context
     from runtime.lifecycle.spawn import Bootstrap
+    from runtime.lifecycle.terminal import ConsoleListener
 
 # Everything but what cannot be caught, what the child's exit sends us, and job control.
 _NOT_FORWARDED = frozenset({9, 17, 19, 20, 21, 22, 23, 28, 32, 33})
@@ -33,7 +34,22 @@ def run(
     early: Warmup | None = None,
     boot: Bootstrap | None = None,
 ) -> int:
-    container = create(ctx, options, early, boot)
+    listener: list[ConsoleListener] = []
+    if not detach:
+
+        def console_fallback() -> str:
+            from runtime.lifecycle.terminal import ConsoleListener
+
+            listener.append(ConsoleListener(ctx.root, options.id))
+            return listener[0].path
+
+        options.console_fallback = console_fallback
+    try:
+        container = create(ctx, options, early, boot)
+        master = listener[0].receive() if listener else None
+    finally:
+        if listener:
+            listener[0].close()
     if detach:
         try:
             release(container)
@@ -45,12 +61,23 @@ def run(
         with _Forwarding(container.pid):
             release(container)
             mark("P", "started")
+            if master is not None:
+                _wire_terminal(master)
             code = wait_for(container.pid)
             mark("P", "exited")
     finally:
         destroy(container)
         mark("P", "deleted")
     return code
+
+
+def _wire_terminal(master: int) -> None:
+    from runtime.lifecycle.terminal import proxy
+
+    try:
+        proxy(master)
+    finally:
+        os.close(master)
 
 
 class _Forwarding:

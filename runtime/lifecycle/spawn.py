@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
-from runtime.lifecycle.channel import Failed, Hooks, Pid, Plan, Proceed, Ready, channel_pair
+from runtime.lifecycle.channel import (
+    Failed,
+    Hooks,
+    Pid,
+    Plan,
+    Proceed,
+    Ready,
+    UserNamespace,
+    channel_pair,
+)
 from runtime.trace import mark
 
 TYPE_CHECKING = False
@@ -65,6 +74,19 @@ class Bootstrap:
                 pass
             self.pid = 0
 
+    def _map_ids(self, plan: dict[str, Any]) -> None:
+        """The bootstrap child made a user namespace: write its maps, let it go on."""
+        from runtime.linux.userns import write_id_maps
+
+        message = self.channel.receive()
+        if isinstance(message, Failed):
+            raise ContainerInitError(f"unable to start container process: {message.message}")
+        if not isinstance(message, UserNamespace):
+            raise ContainerInitError(f"protocol error: expected UserNamespace, got {message!r}")
+        linux = plan["config"]["linux"]
+        write_id_maps(self.pid, linux.get("uidMappings", []), linux.get("gidMappings", []))
+        self._proceed()
+
     def _proceed(self) -> None:
         """Send Proceed; a child that already failed has closed the pipe, and its Failed
         message (read next) is the error to show, not our EPIPE."""
@@ -96,6 +118,8 @@ class Bootstrap:
         init_pid = 0
         try:
             self.channel.send(Plan(plan))
+            if _new_user_namespace(plan):
+                self._map_ids(plan)
             make_cgroup()
             self._proceed()  # 1: the cgroup directories exist
             mark("P", "cgroup made")
@@ -139,6 +163,11 @@ class Bootstrap:
             if self.pid:
                 _kill_and_reap(self.pid)
                 self.pid = 0
+
+
+def _new_user_namespace(plan: dict[str, Any]) -> bool:
+    namespaces = plan["config"]["linux"].get("namespaces", [])
+    return any(ns.get("type") == "user" and not ns.get("path") for ns in namespaces)
 
 
 def _kill_and_reap(pid: int) -> None:

@@ -1,4 +1,6 @@
-"""``pyrun spec``: a starting config, like ``runc spec`` but with Docker's capability set."""
+"""``pyrun spec``: a starting config, like ``runc spec`` but with Docker's capability set and
+Docker's default seccomp profile (seccomp_default.json: moby's profile evaluated for those
+capabilities, on this machine's architecture)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
         },
     }
     linux = config["linux"]
+    linux["seccomp"] = default_seccomp()
     if rootless:
         uid, gid = os.geteuid(), os.getegid()
         linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
@@ -66,6 +69,24 @@ def default_config(rootless: bool = False) -> dict[str, Any]:
     else:
         linux["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
     return config
+
+
+def default_seccomp(machine: str | None = None) -> dict[str, Any]:
+    """Docker's default profile for Docker's default capabilities on ``machine`` (x86_64 or
+    aarch64, this machine's by default): its architectures, the common rules, then the
+    architecture's own ones."""
+    from runtime import jsonfast
+
+    with open(__file__.rpartition("/")[0] + "/seccomp_default.json", "rb") as handle:
+        data = jsonfast.loads(handle.read())
+    machine = machine or os.uname().machine
+    # Another machine: its native architecture only (libseccomp's default), the common rules.
+    return {
+        "defaultAction": data["defaultAction"],
+        "defaultErrnoRet": data["defaultErrnoRet"],
+        "architectures": data["architectures"].get(machine, []),
+        "syscalls": data["syscalls"] + data["archSyscalls"].get(machine, []),
+    }
 
 
 def _mounts(rootless: bool) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ def validate(target: str) -> tuple[str, bool]:
         read_config,
         rootfs_guess,
         rootfs_path,
+        seccomp_problems,
     )
     from runtime.spec import problems_in
     from runtime.spec.defaults import apply_defaults
@@ -30,6 +31,8 @@ def validate(target: str) -> tuple[str, bool]:
     problems = problems_in(document, full_report=True)
     if problems:
         problems += host_problems_raw(bundle, rootfs_guess(document.data))
+        linux = document.data.get("linux") if isinstance(document.data, dict) else None
+        problems += seccomp_problems(linux.get("seccomp") if isinstance(linux, dict) else None)
     else:
         config = apply_defaults(document.data)
         problems = host_problems(config, rootfs_path(bundle, config))

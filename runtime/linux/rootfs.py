@@ -177,6 +177,8 @@ class Rootfs:
         if options.is_bind:
             extra = options.flags & ~_BIND_KEEP
             if extra:
+                if self.userns:
+                    extra |= _mount_flags(target)  # locked flags of the source must stay
                 self.sys.mount(None, target, None, extra | MS_BIND | MS_REMOUNT, None)
         elif keep_mode is not None:
             self.sys.call("chmod", shown, os.chmod, target, keep_mode)
@@ -355,6 +357,10 @@ class Rootfs:
                 return
             raise
         flags = _mount_flags(path)
+        if not self.userns:
+            # runc keeps only these three; in a user namespace the atime flags are locked
+            # too and must be kept or the remount fails.
+            flags &= MS_NOSUID | MS_NODEV | MS_NOEXEC
         self.sys.mount(None, path, None, flags | MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, None)
 
     def _mask(self, path: str) -> None:
@@ -387,14 +393,26 @@ def _existing_mode(path: str) -> int | None:
         return None
 
 
+_ST_TO_MS = (
+    # statvfs ST_* bit -> mount MS_* flag (the first four share their values)
+    (MS_RDONLY, MS_RDONLY),
+    (MS_NOSUID, MS_NOSUID),
+    (MS_NODEV, MS_NODEV),
+    (MS_NOEXEC, MS_NOEXEC),
+    (1024, 0x400),  # ST_NOATIME -> MS_NOATIME
+    (2048, 0x800),  # ST_NODIRATIME -> MS_NODIRATIME
+    (4096, MS_RELATIME),  # ST_RELATIME
+)
+
+
 def _mount_flags(path: str) -> int:
-    """The MS_* flags a mount already has (a remount must keep them or fails with EPERM)."""
+    """The MS_* flags a mount already has. A remount must keep them -- in a user namespace
+    they are locked and leaving one out fails with EPERM (runc does the same)."""
     info = os.statvfs(path)
     flags = 0
-    # ST_* and MS_* share their values for these bits.
-    for bit in (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC):
-        if info.f_flag & bit:
-            flags |= bit
+    for st_bit, ms_flag in _ST_TO_MS:
+        if info.f_flag & st_bit:
+            flags |= ms_flag
     return flags
 
 

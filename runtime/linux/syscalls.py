@@ -21,11 +21,19 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 # Syscalls glibc 2.36 has no wrapper for, by architecture.
 _SYSCALL_NUMBERS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "keyctl": 250, "openat2": 437, "mount_setattr": 442},
+    "x86_64": {
+        "clone": 56,
+        "pivot_root": 155,
+        "keyctl": 250,
+        "seccomp": 317,
+        "openat2": 437,
+        "mount_setattr": 442,
+    },
     "aarch64": {
         "clone": 220,
         "pivot_root": 41,
         "keyctl": 219,
+        "seccomp": 277,
         "openat2": 437,
         "mount_setattr": 442,
     },
@@ -77,6 +85,7 @@ _KEYCTL_JOIN_SESSION_KEYRING = 1
 _KEYCTL_SETPERM = 5
 _KEYCTL_DESCRIBE = 6
 _SIGCHLD = 17
+_SECCOMP_SET_MODE_FILTER = 1
 MNT_DETACH = 0x2
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -96,6 +105,10 @@ class _CapData(ctypes.Structure):
 
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class _MountAttr(ctypes.Structure):
@@ -199,6 +212,18 @@ class Syscalls:
         perm = int(buffer.value.split(b";")[3], 16) | 0x080000
         result = _libc.syscall(_NR["keyctl"], _KEYCTL_SETPERM, ctypes.c_long(keyring), perm)
         _check(result, "set session keyring permissions", name)
+
+    def load_seccomp(self, program: bytes, flags: int) -> int:
+        """Install a seccomp filter on this thread: seccomp(SECCOMP_SET_MODE_FILTER, flags,
+        &sock_fprog) with ``program`` an array of struct sock_filter (8 bytes each). Returns
+        what the kernel returns (a listener fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0).
+        Without no_new_privs this needs CAP_SYS_ADMIN. Imports nothing: it runs last."""
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+        result = _libc.syscall(
+            _NR["seccomp"], _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(fprog)
+        )
+        return _check(result, "seccomp", "load filter")
 
     def fork_sibling(self) -> int:
         """fork(), but the child's parent is our parent (CLONE_PARENT), like os.fork returns.

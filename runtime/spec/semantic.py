@@ -184,6 +184,7 @@ def _check_linux(
                         (("linux", "devices", index, field), "is required for this device type")
                     )
     _check_resources(_dict(linux.get("resources")), problems)
+    _check_seccomp(_dict(linux.get("seccomp")), problems)
 
 
 def _check_sysctl(
@@ -241,3 +242,69 @@ def _check_resources(resources: dict[str, Any], problems: Problems) -> None:
                     f"must use only r, w and m, not {access!r}",
                 )
             )
+
+
+# The largest errnoRet of each action that takes one: libseccomp refuses an ERRNO of 4095
+# (MAX_ERRNO) and above; TRACE's is the 16-bit message a tracer gets.
+_ERRNO_LIMITS = {"SCMP_ACT_ERRNO": 4094, "SCMP_ACT_TRACE": 0xFFFF}
+
+
+def _check_seccomp(seccomp: dict[str, Any], problems: Problems) -> None:
+    """runtime-spec: an errno only with ERRNO/TRACE ("MUST print an error and fail"); a
+    syscall has 6 arguments; no empty names. SCMP_ACT_NOTIFY (a listener handed to a seccomp
+    agent) is not implemented. Names unknown to the host's libseccomp are a host probe."""
+    if not seccomp:
+        return
+    where: Path = ("linux", "seccomp")
+    default = seccomp.get("defaultAction")
+    _check_errno(default, seccomp.get("defaultErrnoRet"), (*where, "defaultErrnoRet"), problems)
+    if default == "SCMP_ACT_NOTIFY":
+        problems.append(((*where, "defaultAction"), "SCMP_ACT_NOTIFY cannot be the default action"))
+    flags = _list(seccomp.get("flags"))
+    for index, rule in enumerate(_list(seccomp.get("syscalls"))):
+        if not isinstance(rule, dict):
+            continue
+        path: Path = (*where, "syscalls", index)
+        action = rule.get("action")
+        _check_errno(action, rule.get("errnoRet"), (*path, "errnoRet"), problems)
+        if action == "SCMP_ACT_NOTIFY":
+            problems.append(
+                (
+                    (*path, "action"),
+                    "SCMP_ACT_NOTIFY is not supported by pyrun (no seccomp agent hand-off)",
+                )
+            )
+        for name_index, name in enumerate(_list(rule.get("names"))):
+            if name == "":
+                problems.append(((*path, "names", name_index), "must name a syscall, not ''"))
+        for arg_index, arg in enumerate(_list(rule.get("args"))):
+            position = arg.get("index") if isinstance(arg, dict) else None
+            if isinstance(position, int) and position > 5:
+                problems.append(
+                    (
+                        (*path, "args", arg_index, "index"),
+                        f"a syscall has 6 arguments (index 0 to 5), not index {position}",
+                    )
+                )
+    if "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" in flags:
+        position = flags.index("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+        problems.append(
+            (
+                (*where, "flags", position),
+                "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule, "
+                "which pyrun does not support",
+            )
+        )
+
+
+def _check_errno(action: Any, errno: Any, path: Path, problems: Problems) -> None:
+    if not isinstance(errno, int) or isinstance(errno, bool):
+        return
+    if not isinstance(action, str) or action not in _ERRNO_LIMITS:
+        if isinstance(action, str):
+            problems.append(
+                (path, f"is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not with {action}")
+            )
+    elif errno > _ERRNO_LIMITS[action]:
+        limit = _ERRNO_LIMITS[action]
+        problems.append((path, f"must be from 0 to {limit} with {action}, not {errno}"))

@@ -378,7 +378,7 @@ def make_container(tmp_path: Path, **fields: Any) -> Container:
         ({"pid": 11, "pidStartTime": 600}, False, None, RUNNING),
         ({"pid": 11, "pidStartTime": 600}, False, False, RUNNING),
         ({"pid": 11, "pidStartTime": 600}, False, True, PAUSED),
-        ({"pid": 11, "pidStartTime": 600}, True, True, CREATED),
+        ({"pid": 11, "pidStartTime": 600}, True, True, PAUSED),  # a paused created one (runc)
         ({"pid": 11, "pidStartTime": 601}, True, None, STOPPED),  # pid reused
         ({"pid": 99, "pidStartTime": 600}, True, None, STOPPED),  # dead
         ({"pid": 13, "pidStartTime": 800}, False, None, STOPPED),  # zombie

@@ -10,14 +10,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import race  # noqa: E402
 
 
 def make_bundle(base: Path) -> Path:
@@ -32,15 +33,6 @@ def make_bundle(base: Path) -> Path:
     return bundle
 
 
-def timed(argv: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed: {result.stderr.decode()}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=30)
@@ -53,23 +45,9 @@ def main() -> None:
         base = Path(tmp)
         bundle = make_bundle(base)
         roots = {"pyrun": base / "pyrun-state", "runc": base / "runc-state"}
-        times: dict[str, list[float]] = {"pyrun": [], "runc": []}
         binaries = {"pyrun": args.pyrun, "runc": args.runc}
-        for index in range(args.pairs + 2):  # two warm-up pairs, not counted
-            for name in ("pyrun", "runc") if index % 2 == 0 else ("runc", "pyrun"):
-                argv = [binaries[name], "--root", str(roots[name]), "run", f"bench-{name}-{index}"]
-                elapsed = timed(argv, bundle)
-                if index >= 2:
-                    times[name].append(elapsed)
-    medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
-    for name in ("pyrun", "runc"):
-        values = sorted(v * 1000 for v in times[name])
-        print(
-            f"{name:6} run /bin/true: median {medians[name]:6.1f} ms"
-            f"  (min {values[0]:.1f}, max {values[-1]:.1f}, n={len(values)})"
-        )
-    ratio = medians["pyrun"] / medians["runc"]
-    print(f"ratio pyrun/runc: {ratio:.2f}")
+        medians = race(binaries, bundle, roots, args.pairs, "")
+    print(f"ratio pyrun/runc: {medians['pyrun'] / medians['runc']:.2f}")
     sys.exit(0)
 
 

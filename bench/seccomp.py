@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import race  # noqa: E402
+
 
 def compile_times(count: int) -> tuple[float, int]:
     from runtime.lifecycle.specgen import default_seccomp
@@ -55,15 +57,6 @@ def make_bundle(base: Path, name: str, seccomp: bool) -> Path:
     return bundle
 
 
-def timed(argv: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed: {result.stderr.decode()}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=30)
@@ -86,21 +79,9 @@ def main() -> None:
         for variant, seccomp in (("seccomp", True), ("none", False)):
             bundle = make_bundle(base, variant, seccomp)
             roots = {name: base / f"{name}-state-{variant}" for name in binaries}
-            times: dict[str, list[float]] = {"pyrun": [], "runc": []}
-            for index in range(args.pairs + 2):  # two warm-up pairs, not counted
-                for name in ("pyrun", "runc") if index % 2 == 0 else ("runc", "pyrun"):
-                    argv = [binaries[name], "--root", str(roots[name]), "run", f"b-{name}-{index}"]
-                    elapsed = timed(argv, bundle)
-                    if index >= 2:
-                        times[name].append(elapsed)
-            for name, values in times.items():
-                medians[(name, variant)] = statistics.median(values) * 1000
-                ordered = sorted(v * 1000 for v in values)
-                label = "Docker's profile" if seccomp else "no seccomp"
-                print(
-                    f"{name:6} run /bin/true, {label:16}: median {medians[(name, variant)]:6.1f}"
-                    f" ms  (min {ordered[0]:.1f}, max {ordered[-1]:.1f}, n={len(values)})"
-                )
+            label = ", Docker's profile" if seccomp else ", no seccomp      "
+            for name, median in race(binaries, bundle, roots, args.pairs, label).items():
+                medians[(name, variant)] = median
             ratio = medians[("pyrun", variant)] / medians[("runc", variant)]
             print(f"ratio pyrun/runc ({variant}): {ratio:.2f}")
     for name in binaries:

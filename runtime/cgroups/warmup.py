@@ -32,35 +32,43 @@ _GIVE_UP = 0.5
 class Warmup:
     """The warm-up thread: ``start`` begins it, ``stop`` ends the rounds, ``wait`` joins."""
 
-    __slots__ = ("_done", "_stop")
+    __slots__ = ("_done", "_stop", "host")
 
-    def __init__(self) -> None:
+    def __init__(self, host: Host | None) -> None:
         self._stop = False
         self._done = _thread.allocate_lock()
         self._done.acquire()
+        self.host = host  # the probed layout, for create to reuse
 
     @classmethod
     def start(cls) -> Warmup:
-        warmup = cls()
-        _thread.start_new_thread(warmup._run, ())
-        return warmup
-
-    def _run(self) -> None:
-        try:
-            self._keep_migrating_in_place()
-        finally:
-            self._done.release()
-
-    def _keep_migrating_in_place(self) -> None:
+        """Probe here, in the calling thread: the helper thread must run almost no Python, or
+        it would take the GIL from the main thread in the middle of its work."""
         from runtime.cgroups.probe import probe
         from runtime.errors import CgroupError
 
         try:
-            target = target_of(probe())
-            if target is None:
-                return
+            host: Host | None = probe()
+        except CgroupError:
+            host = None
+        warmup = cls(host)
+        target = target_of(host) if host is not None else None
+        if target is None:
+            warmup._done.release()
+            return warmup
+        _thread.start_new_thread(warmup._run, (target,))
+        return warmup
+
+    def _run(self, target: str) -> None:
+        try:
+            self._keep_migrating_in_place(target)
+        finally:
+            self._done.release()
+
+    def _keep_migrating_in_place(self, target: str) -> None:
+        try:
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-        except (OSError, CgroupError):
+        except OSError:
             return  # only an optimisation
         try:
             me = str(os.getpid()).encode()

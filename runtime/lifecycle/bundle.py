@@ -37,8 +37,10 @@ def read_config(path: str) -> bytes:
         raise PyrunError(f"{path}: {(err.strerror or 'cannot read').lower()}") from None
 
 
-def load_bundle(bundle: str) -> tuple[Config, str]:
-    """(config, absolute rootfs path) of a bundle; SpecError lists every problem."""
+def load_bundle(bundle: str, seccomp_cache: str | None = None) -> tuple[Config, str]:
+    """(config, absolute rootfs path) of a bundle; SpecError lists every problem.
+    ``seccomp_cache``: a profile compiled before (runtime/linux/seccomp_cache.py) has passed
+    the libseccomp check already."""
     from runtime.spec import parse_config
 
     path = config_path(bundle)
@@ -50,7 +52,7 @@ def load_bundle(bundle: str) -> tuple[Config, str]:
         problems += _seccomp_problems_of_bytes(data, path)
         raise SpecError(path, problems) from None
     rootfs = rootfs_path(bundle, config)
-    problems = host_problems(config, rootfs)
+    problems = host_problems(config, rootfs, seccomp_cache)
     if problems:
         raise SpecError(path, problems)
     return config, rootfs
@@ -61,7 +63,7 @@ def rootfs_path(bundle: str, config: Config) -> str:
     return os.path.normpath(root if root.startswith("/") else f"{bundle}/{root}")
 
 
-def host_problems(config: Config, rootfs: str) -> list[str]:
+def host_problems(config: Config, rootfs: str, seccomp_cache: str | None = None) -> list[str]:
     """Checks against this host (rule 2's host probes)."""
     problems = host_problems_raw("", rootfs)
     for index, ns in enumerate(config.get("linux", {}).get("namespaces", [])):
@@ -69,9 +71,17 @@ def host_problems(config: Config, rootfs: str) -> list[str]:
         if path and not os.path.exists(path):
             problems.append(f"linux.namespaces[{index}].path: {path} does not exist")
     seccomp = config.get("linux", {}).get("seccomp")
-    if seccomp:
+    if seccomp and not _compiled_before(seccomp, seccomp_cache):
         problems += seccomp_problems(seccomp, valid=True)
     return problems
+
+
+def _compiled_before(seccomp: object, cache: str | None) -> bool:
+    if cache is None:
+        return False
+    from runtime.linux.seccomp_cache import cache_path
+
+    return os.path.exists(cache_path(cache, seccomp))
 
 
 def seccomp_problems(seccomp: object, valid: bool = False) -> list[str]:

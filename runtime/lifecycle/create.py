@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.cgroups.base import CgroupManager
+    from runtime.cgroups.probe import Host
     from runtime.cgroups.warmup import Warmup
     from runtime.lifecycle.spawn import Bootstrap
     from runtime.spec.types import Config
@@ -85,10 +86,10 @@ def create(
     try:
         validate_id(options.id)
         bundle = os.path.abspath(options.bundle)
-        config, rootfs = load_bundle(bundle)
+        config, rootfs = load_bundle(bundle, seccomp_cache_dir(ctx))
         mark("P", "config loaded")
         _check_supported(config, options)
-        manager = _open_cgroup(ctx, options.id, config)
+        manager = _open_cgroup(ctx, options.id, config, early.host if early else None)
         mark("P", "cgroup probed")
         store = ctx.store
         state_dir = store.make(options.id)
@@ -125,6 +126,7 @@ def create(
             options.preserve_fds,
             not options.no_new_keyring,
             os.path.abspath(options.console_socket) if options.console_socket else None,
+            seccomp_cache_dir(ctx),
         )
 
         def runtime_hooks(init_pid: int) -> None:
@@ -162,6 +164,10 @@ def create(
     return Container(store, state)
 
 
+def seccomp_cache_dir(ctx: Context) -> str:
+    return f"{ctx.root}/.seccomp"
+
+
 def _check_supported(config: Config, options: CreateOptions) -> None:
     process = config.get("process")
     if process is None:
@@ -178,13 +184,16 @@ def _check_supported(config: Config, options: CreateOptions) -> None:
         )
 
 
-def _open_cgroup(ctx: Context, container_id: str, config: Config) -> CgroupManager | None:
+def _open_cgroup(
+    ctx: Context, container_id: str, config: Config, host: Host | None = None
+) -> CgroupManager | None:
     from runtime.cgroups import open_manager
 
     manager = open_manager(
         container_id,
         config["linux"].get("cgroupsPath") or None,
         systemd=ctx.systemd_cgroup,
+        host=host,
     )
     if os.geteuid() == 0 or _delegated(manager):
         return manager

@@ -203,7 +203,7 @@ def exec_in(ctx: Context, container_id: str, options: ExecOptions) -> int:
         listener = ConsoleListener(ctx.root, f"{container_id}-exec")
     try:
         socket_path = options.console_socket or (listener.path if listener else None)
-        pid = _spawn(container, config, process, socket_path, options.preserve_fds)
+        pid = _spawn(ctx, container, config, process, socket_path, options.preserve_fds)
         if options.pid_file:
             from runtime.lifecycle.store import write_atomic
 
@@ -232,6 +232,7 @@ def _wait(pid: int, master: int | None) -> int:
 
 
 def _spawn(
+    ctx: Context,
     container: Container,
     config: dict[str, Any],
     process: Process,
@@ -242,7 +243,7 @@ def _spawn(
     joiner = os.fork()
     if joiner == 0:
         parent.close()
-        _joiner(container, config, process, console_socket, preserve_fds, child)
+        _joiner(ctx, container, config, process, console_socket, preserve_fds, child)
     child.close()
     target = 0
     try:
@@ -287,6 +288,7 @@ def _fail(channel: Channel, err: BaseException) -> None:
 
 
 def _joiner(
+    ctx: Context,
     container: Container,
     config: dict[str, Any],
     process: Process,
@@ -297,10 +299,12 @@ def _joiner(
     """E1: everything that needs the host's view, then the container's namespaces."""
     try:
         # Imported now: after setns into the mount namespace, the host's modules are gone.
+        import runtime.lifecycle.become
         import runtime.lifecycle.init
         import runtime.linux.capabilities
+        import runtime.linux.console
         import runtime.linux.process
-        import runtime.linux.userns  # noqa: F401
+        import runtime.linux.userns
         from runtime.linux.syscalls import Syscalls
         from runtime.spec.tables import NAMESPACES
 
@@ -308,9 +312,9 @@ def _joiner(
         compiled = None
         seccomp = config.get("linux", {}).get("seccomp")
         if seccomp:
-            from runtime.linux.seccomp import compile_filter
+            from runtime.lifecycle.create import seccomp_cache_dir
 
-            compiled = compile_filter(seccomp)
+            compiled = runtime.lifecycle.init._compiled_seccomp(seccomp, seccomp_cache_dir(ctx))
         console = None
         if process.get("terminal"):
             if not console_socket:
@@ -352,61 +356,21 @@ def _become(
 ) -> None:
     """E2: inside the container; turn into the process and exec it. Never returns."""
     try:
-        from runtime.lifecycle import init
-        from runtime.linux.capabilities import CapabilityPlan
-        from runtime.linux.process import (
-            apply_rlimits,
-            build_env,
-            find_executable,
-            home_of,
-            switch_user,
-        )
-        from runtime.linux.syscalls import PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS
+        from runtime.lifecycle.become import become, close_inherited_fds
+        from runtime.linux.console import hand_over_pty
+        from runtime.linux.process import apply_rlimits
         from runtime.linux.userns import setgroups_allowed
 
-        init._close_inherited_fds(preserve_fds)
+        close_inherited_fds(preserve_fds)
         groups_allowed = setgroups_allowed()
         apply_rlimits(process.get("rlimits", []))
         if console is not None:
-            _attach_console(console, process)
-        caps = CapabilityPlan(process.get("capabilities"))
-        user = process.get("user", {})
-        late_filter = None
-        if compiled is not None:
-            if process.get("noNewPrivileges"):
-                late_filter = compiled
-            else:
-                sys.load_seccomp(compiled.program, compiled.flags)
-        caps.drop_bounding(sys)
-        sys.prctl(PR_SET_KEEPCAPS, 1)
-        switch_user(sys, user, groups_allowed)
-        init._chdir(process.get("cwd", "/"))
-        sys.prctl(PR_SET_KEEPCAPS, 0)
-        caps.apply(sys)
-        if process.get("noNewPrivileges"):
-            sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
-        if "umask" in user:
-            os.umask(user["umask"])
-        env = build_env(process, home_of(user.get("uid", 0)))
-        args = process["args"]
-        path = find_executable(args[0], env)
-        init._reset_signals()
-        if late_filter is not None:
-            sys.load_seccomp(late_filter.program, late_filter.flags)
+            hand_over_pty(sys, console, process.get("consoleSize"))
+        path, args, env, late_seccomp = become(
+            sys, process, groups_allowed=groups_allowed, seccomp=compiled
+        )
+        if late_seccomp is not None:
+            late_seccomp()
         os.execve(path, args, env)
     except BaseException as err:
         _fail(channel, err)
-
-
-def _attach_console(sock: Any, process: Process) -> None:
-    from runtime.linux.console import Pty, become_controlled_by, send_master
-
-    pty = Pty("/dev/ptmx")
-    size = process.get("consoleSize")
-    if size:
-        pty.resize(size["height"], size["width"])
-    send_master(sock, pty.master, pty.slave_path)
-    sock.close()
-    os.close(pty.master)
-    become_controlled_by(pty.slave)
-    os.close(pty.slave)

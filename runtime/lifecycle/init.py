@@ -7,7 +7,6 @@ entry point: every failure becomes a ``Failed`` message with runc's wording.
 
 from __future__ import annotations
 
-import _signal
 import os
 
 from runtime.errors import ContainerInitError, PyrunError
@@ -22,9 +21,7 @@ if TYPE_CHECKING:
 
     from runtime.lifecycle.channel import Channel
     from runtime.linux.syscalls import Syscalls
-    from runtime.spec.types import Config, Process
-
-_SIG_DFL = 0
+    from runtime.spec.types import Config
 
 
 class InitPlan:
@@ -43,6 +40,7 @@ class InitPlan:
         "preserve_fds",
         "rootfs",
         "seccomp",
+        "seccomp_cache",
         "state_dir",
         "state_dir_fd",
     )
@@ -60,11 +58,12 @@ class InitPlan:
         self.no_pivot: bool = data["noPivot"]
         self.container_id: str = data["id"]
         self.console_socket: str | None = data.get("consoleSocket")
+        self.seccomp_cache: str | None = data.get("seccompCache")
         self.new_keyring: bool = data["newKeyring"]
         self.preserve_fds: int = data["preserveFds"]
         self.cgroup_mounts = [CgroupMount(*item) for item in data["cgroupMounts"]]
         self.namespaces = NamespacePlan(self.config["linux"]["namespaces"])
-        self.seccomp: Callable[[], int] | None = None  # loads the filter right before the exec
+        self.seccomp: Callable[[], None] | None = None  # loads the filter right before the exec
 
     @staticmethod
     def message(
@@ -78,8 +77,10 @@ class InitPlan:
         preserve_fds: int,
         new_keyring: bool,
         console_socket: str | None = None,
+        seccomp_cache: str | None = None,
     ) -> dict[str, Any]:
         return {
+            "seccompCache": seccomp_cache,
             "consoleSocket": console_socket,
             "id": container_id,
             "newKeyring": new_keyring,
@@ -207,17 +208,10 @@ def _setup(
     # Every module init needs is imported here, first: after pivot_root the host's Python
     # library is out of reach, and a lazy import there would fail inside the container.
     from runtime.lifecycle import hooks as oci_hooks
-    from runtime.linux.capabilities import CapabilityPlan
-    from runtime.linux.process import (
-        apply_rlimits,
-        build_env,
-        find_executable,
-        home_of,
-        set_oom_score_adj,
-        switch_user,
-    )
+    from runtime.lifecycle.become import become, close_inherited_fds
+    from runtime.linux import console as console_module
+    from runtime.linux.process import apply_rlimits, set_oom_score_adj
     from runtime.linux.rootfs import Rootfs
-    from runtime.linux.syscalls import PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS
     from runtime.linux.system import loopback_up, set_names, write_sysctls
     from runtime.linux.userns import setgroups_allowed
     from runtime.spec.tables import NAMESPACES
@@ -225,7 +219,7 @@ def _setup(
     config = plan.config
     process = config["process"]
     mark("C2", "forked, imports done")
-    _close_inherited_fds(plan.preserve_fds)
+    close_inherited_fds(plan.preserve_fds)
     # The exec fifo is reached through this descriptor after pivot_root hides the host.
     plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     plan.host_pid = _host_pid()
@@ -235,9 +229,7 @@ def _setup(
     compiled = None
     if config.get("linux", {}).get("seccomp"):
         # libseccomp is the host's: compile now, before pivot_root; load at the very end.
-        from runtime.linux.seccomp import compile_filter
-
-        compiled = compile_filter(config["linux"]["seccomp"])
+        compiled = _compiled_seccomp(config["linux"]["seccomp"], plan.seccomp_cache)
         mark("C2", "seccomp compiled")
     # The parent makes the cgroup meanwhile (Proceed 1: its directories exist, which the
     # cgroup mount needs) and moves us into it (Proceed 2, needed before the exec, and before
@@ -269,15 +261,13 @@ def _setup(
     _hooks_before_pivot(plan, channel, await_proceed)
     console = None
     if process.get("terminal"):
-        from runtime.linux import console as console_module
-
         # The caller's socket is a host path: connect before pivot_root hides it.
         console = console_module.connect(plan.console_socket or "")
     if oci_hooks.has_hooks(config, "startContainer"):
         oci_hooks.preload()  # they run after pivot_root, when nothing can be imported
     rootfs.pivot(plan.no_pivot)
     if console is not None:
-        _attach_init_console(sys, console, process)
+        console_module.hand_over_pty(sys, console, process.get("consoleSize"), "/dev/console")
     write_sysctls(config.get("linux", {}).get("sysctl", {}))
     rootfs.finalize()
     mark("C2", "pivoted, finalized")
@@ -287,52 +277,27 @@ def _setup(
     if "oomScoreAdj" in process:
         set_oom_score_adj(process["oomScoreAdj"])
     apply_rlimits(process.get("rlimits", []))
-
-    caps = CapabilityPlan(process.get("capabilities"))
-    user = process.get("user", {})
-    if compiled is not None:
-        program, flags = compiled.program, compiled.flags
-        if process.get("noNewPrivileges"):
-            plan.seccomp = lambda: sys.load_seccomp(program, flags)  # as late as possible
-        else:
-            sys.load_seccomp(program, flags)  # needs CAP_SYS_ADMIN: before the caps go (runc)
-    caps.drop_bounding(sys)
-    sys.prctl(PR_SET_KEEPCAPS, 1)
-    switch_user(sys, user, groups_allowed)
-    _chdir(process.get("cwd", "/"))
-    sys.prctl(PR_SET_KEEPCAPS, 0)
-    caps.apply(sys)
-    if process.get("noNewPrivileges"):
-        sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
-    if "umask" in user:
-        os.umask(user["umask"])
-    env = build_env(process, home_of(user.get("uid", 0)))
-    args = process["args"]
-    exec_path = find_executable(args[0], env)
-    _reset_signals()
+    exec_path, args, env, plan.seccomp = become(
+        sys, process, groups_allowed=groups_allowed, seccomp=compiled
+    )
     await_proceed(2)
     mark("C2", "ready")
     return exec_path, args, env
 
 
-def _attach_init_console(sys: Syscalls, sock: Any, process: Process) -> None:
-    """A pty from the container's own devpts: the slave on /dev/console and as our stdio, the
-    master sent to the caller (runc's console socket protocol, runtime/linux/console.py)."""
-    from runtime.linux.console import Pty, become_controlled_by, send_master
-    from runtime.linux.securepath import ensure_file
-    from runtime.spec.tables import MS_BIND
+def _compiled_seccomp(profile: Any, cache_dir: str | None) -> Any:
+    """The profile's program, from the cache (seccomp_cache.py) or compiled and cached."""
+    from runtime.linux import seccomp_cache
+    from runtime.linux.seccomp import compile_filter
 
-    pty = Pty("/dev/ptmx")
-    size = process.get("consoleSize")
-    if size:
-        pty.resize(size["height"], size["width"])
-    ensure_file("/dev/console")
-    sys.mount(pty.slave_path, "/dev/console", None, MS_BIND, None)
-    send_master(sock, pty.master, pty.slave_path)
-    sock.close()
-    os.close(pty.master)
-    become_controlled_by(pty.slave)
-    os.close(pty.slave)
+    if cache_dir is None:
+        return compile_filter(profile)
+    path = seccomp_cache.cache_path(cache_dir, profile)
+    compiled = seccomp_cache.load(path)
+    if compiled is None:
+        compiled = compile_filter(profile)
+        seccomp_cache.store(path, compiled)
+    return compiled
 
 
 def _hooks_before_pivot(
@@ -363,16 +328,6 @@ def _hook_state(plan: InitPlan, status: str) -> dict[str, Any]:
     return hook_state(state, status, plan.host_pid)
 
 
-def _chdir(cwd: str) -> None:
-    try:
-        os.chdir(cwd)
-    except OSError as err:
-        reason = (err.strerror or "failed").lower()
-        raise ContainerInitError(
-            f"chdir to cwd ({cwd!r}) set in config.json failed: {reason}"
-        ) from None
-
-
 def _host_pid() -> int:
     """Our pid in the outermost pid namespace: the first NSpid field of the host's /proc."""
     with open("/proc/self/status", "rb") as handle:
@@ -380,51 +335,6 @@ def _host_pid() -> int:
             if line.startswith(b"NSpid:"):
                 return int(line.split()[1])
     return os.getpid()
-
-
-def _close_inherited_fds(preserve: int) -> None:
-    """Only stdio and --preserve-fds reach the container; every other inherited fd is marked
-    close-on-exec (pyrun's own fds already are)."""
-    keep = 3 + preserve
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= keep:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the directory fd of the listing itself, already closed
-
-
-# The signals that end runc's (Go) init while it waits: HUP INT TERM, and QUIT ILL TRAP ABRT
-# STKFLT SYS; Go catches and ignores the rest, and so do we (left at their defaults, pid 1 of a
-# namespace ignores them).
-_TERMINATING = (1, 2, 3, 4, 5, 6, 15, 16, 31)
-
-
-def _exit_on_signal(number: int, _frame: object) -> None:
-    os._exit(128 + number)
-
-
-def _reset_signals() -> None:
-    """Dispositions for the wait on the exec fifo and for the user's program.
-
-    Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: restore them. As pid 1
-    of its namespace, init would ignore any signal left at its default action (the kernel
-    protects a namespace's init), so `kill` of a created container would do nothing; runc's
-    init dies of it. Handlers that exit make ours die too, and exec resets handled signals to
-    their defaults for the user's program.
-    """
-    for number in range(1, _signal.NSIG):
-        try:
-            if _signal.getsignal(number) in (_signal.SIG_IGN, _signal.default_int_handler):
-                _signal.signal(number, _SIG_DFL)
-        except (OSError, ValueError):
-            continue
-    for number in _TERMINATING:
-        try:
-            _signal.signal(number, _exit_on_signal)
-        except (OSError, ValueError):
-            continue
 
 
 def _wait_for_start_and_exec(

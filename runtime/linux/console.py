@@ -17,6 +17,11 @@ import termios
 
 from runtime.errors import LinuxError, PyrunError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.linux.syscalls import Syscalls
+    from runtime.spec.types import ConsoleSize
+
 _TIOCSPTLCK = 0x40045431  # unlock the slave
 _TIOCGPTN = 0x80045430  # the slave's number
 
@@ -87,6 +92,31 @@ def receive_master(sock: _socket.socket) -> int:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= size:
             return int(struct.unpack("i", data[:size])[0])
     raise PyrunError("console socket: no pty master received")
+
+
+def hand_over_pty(
+    sys: Syscalls,
+    sock: _socket.socket,
+    size: ConsoleSize | None,
+    console_file: str | None = None,
+) -> None:
+    """The whole protocol from the runtime's side: a pty from this mount namespace's devpts
+    (sized), its slave bind-mounted on ``console_file`` (init: /dev/console) and made our
+    controlling terminal and stdio, its master sent over ``sock``."""
+    pty = Pty("/dev/ptmx")
+    if size:
+        pty.resize(size["height"], size["width"])
+    if console_file is not None:
+        from runtime.linux.securepath import ensure_file
+        from runtime.spec.tables import MS_BIND
+
+        ensure_file(console_file)
+        sys.mount(pty.slave_path, console_file, None, MS_BIND, None)
+    send_master(sock, pty.master, pty.slave_path)
+    sock.close()
+    os.close(pty.master)
+    become_controlled_by(pty.slave)
+    os.close(pty.slave)
 
 
 def become_controlled_by(slave: int) -> None:

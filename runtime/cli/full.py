@@ -84,6 +84,24 @@ def _version_message() -> str:
     return "%(prog)s version %(version)s\nspec: 1.2.0"
 
 
+def _log_usage_error(argv: list[str], message: str) -> None:
+    """Callers read the error from --log (containerd: the last error line of log.json): a
+    command line click refused still gets its line there, like runc's."""
+    from runtime import log
+
+    values = {"--log": None, "--log-format": "text"}
+    for index, token in enumerate(argv):
+        name, equals, value = token.partition("=")
+        if name in values:
+            if equals:
+                values[name] = value
+            elif index + 1 < len(argv):
+                values[name] = argv[index + 1]
+    if values["--log"]:
+        log.configure(values["--log"], values["--log-format"] or "text")
+        log.error(message)
+
+
 def run_click(argv: list[str]) -> int:
     from runtime.cli.edge import dispatch
 
@@ -94,9 +112,11 @@ def run_click(argv: list[str]) -> int:
         return done.exit_code
     except click.UsageError as err:
         err.show()
+        _log_usage_error(argv, err.format_message())
         return 2
     except click.ClickException as err:
         err.show()
+        _log_usage_error(argv, err.format_message())
         return err.exit_code
     except click.Abort:
         return 130

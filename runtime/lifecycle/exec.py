@@ -256,8 +256,10 @@ def _spawn(
         if message is None and target:
             return target
         if isinstance(message, Failed):
-            raise ContainerInitError(f"exec failed: {message.message}")
-        raise ContainerInitError("exec failed: the process exited without a word")
+            raise ContainerInitError(f"unable to start container process: {message.message}")
+        raise ContainerInitError(
+            "unable to start container process: the process exited without a word"
+        )
     except BaseException:
         if target:
             _reap(target)

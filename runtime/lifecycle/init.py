@@ -31,6 +31,7 @@ class InitPlan:
         "bundle",
         "cgroup_mounts",
         "config",
+        "console",
         "console_socket",
         "container_id",
         "host_pid",
@@ -53,11 +54,12 @@ class InitPlan:
         self.rootfs: str = data["rootfs"]
         self.bundle: str = data["bundle"]
         self.state_dir: str = data["stateDir"]
-        self.state_dir_fd = -1  # opened by init before pivot_root
+        self.state_dir_fd = -1  # opened by the bootstrap child, before any namespace
         self.host_pid = 0  # init's pid as the host sees it (hooks' state), found by init
         self.no_pivot: bool = data["noPivot"]
         self.container_id: str = data["id"]
         self.console_socket: str | None = data.get("consoleSocket")
+        self.console: Any = None  # the connected console socket (terminal: true)
         self.seccomp_cache: str | None = data.get("seccompCache")
         self.new_keyring: bool = data["newKeyring"]
         self.preserve_fds: int = data["preserveFds"]
@@ -137,6 +139,14 @@ def bootstrap(channel: Channel) -> None:
             raise ContainerInitError(f"protocol error: expected Plan, got {message!r}")
         plan = InitPlan(message.data)
         sys = Syscalls()
+        # Host paths are opened while we are still the host's root: in a user namespace the
+        # mapped root may not traverse the caller's directories (containerd's state is 0700).
+        # Init inherits both descriptors.
+        plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if plan.config.get("process", {}).get("terminal"):
+            from runtime.linux.console import connect
+
+            plan.console = connect(plan.console_socket or "")
         # runc's nsexec order: join namespaces by path (a user namespace first), then a new
         # user namespace -- mapped by the parent -- then the other new namespaces, which the
         # new user namespace owns.
@@ -220,8 +230,6 @@ def _setup(
     process = config["process"]
     mark("C2", "forked, imports done")
     close_inherited_fds(plan.preserve_fds)
-    # The exec fifo is reached through this descriptor after pivot_root hides the host.
-    plan.state_dir_fd = os.open(plan.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     plan.host_pid = _host_pid()
     groups_allowed = setgroups_allowed()  # read now: /proc may not be mounted after pivot
     if plan.namespaces.has_new("network"):
@@ -259,10 +267,7 @@ def _setup(
     mark("C2", "mounts done")
     set_names(sys, config.get("hostname"), config.get("domainname"))
     _hooks_before_pivot(plan, channel, await_proceed)
-    console = None
-    if process.get("terminal"):
-        # The caller's socket is a host path: connect before pivot_root hides it.
-        console = console_module.connect(plan.console_socket or "")
+    console = plan.console  # connected by the bootstrap child, before any namespace
     if oci_hooks.has_hooks(config, "startContainer"):
         oci_hooks.preload()  # they run after pivot_root, when nothing can be imported
     rootfs.pivot(plan.no_pivot)

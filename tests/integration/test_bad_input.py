@@ -405,3 +405,15 @@ def test_usage_errors_exit_2(pyrun: Runtime, argv: list[str], words: str) -> Non
     assert words in result.stderr, result
     assert "Traceback" not in result.stderr
     assert not os.path.isdir(pyrun.root) or os.listdir(pyrun.root) == []
+
+
+def test_a_usage_error_is_also_logged_for_callers(pyrun: Runtime, tmp_path: Path) -> None:
+    """containerd reports the last error line of --log; a refused command line gets one too."""
+    log = tmp_path / "log.json"
+    result = pyrun("no-such-verb", "x", global_args=["--log", str(log), "--log-format", "json"])
+    assert result.returncode == 2
+    assert "No such command 'no-such-verb'" in result.stderr
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error" and "no-such-verb" in entry["msg"]

@@ -11,32 +11,31 @@ def main(argv: list[str] | None = None) -> int:
 
     mark("P", "main")
     args = sys.argv[1:] if argv is None else argv
-    warmup = None
+    head_start = None
     if "create" in args or "run" in args:
-        # First of all, before parsing: the cgroup migration warm-up absorbs a kernel wait
-        # that the earlier it starts, the less create waits for (cgroups/warmup.py). A wrong
-        # guess (`pyrun state run`) costs one no-op fork.
+        # First of all, before parsing: the bootstrap child (it imports the container side
+        # in parallel with everything below) and the cgroup migration warm-up (it absorbs a
+        # kernel wait, cgroups/warmup.py). A wrong guess (`pyrun state run`) costs one fork.
         from runtime.cgroups.warmup import Warmup
 
-        warmup = Warmup.start()
+        warmup = Warmup.start()  # the kernel's grace period: the sooner the better
+        from runtime.lifecycle.spawn import HeadStart
+
+        head_start = HeadStart(warmup)
     invocation = None
     if os.environ.get("PYRUN_LEAN", "1") != "0":
         from runtime.cli.lean import parse
 
         invocation = parse(args)
-    if warmup is not None and (invocation is None or invocation.command not in ("create", "run")):
-        warmup.wait()
-        warmup = None
+    if head_start is not None and (
+        invocation is None or invocation.command not in ("create", "run")
+    ):
+        head_start.finish()
+        head_start = None
     if invocation is None:
         from runtime.cli.full import run_click
 
         return run_click(args)
-    head_start = None
-    if invocation.command in ("create", "run"):
-        from runtime.lifecycle.spawn import HeadStart
-
-        # Before the imports below: the bootstrap child imports in parallel with them.
-        head_start = HeadStart(warmup)
     from runtime.cli.edge import dispatch
 
     return dispatch(invocation, head_start)

@@ -66,6 +66,12 @@ class Container:
     def bundle(self) -> str:
         return str(self.state.get("bundle", ""))
 
+    def has_hooks(self, kind: str) -> bool:
+        """False only when the state says the config has none of ``kind`` (older state files
+        do not say: then maybe)."""
+        recorded = self.state.get("hooks")
+        return recorded is None or kind in recorded
+
     def cgroup(self) -> CgroupManager | None:
         if self._cgroup is None and self.state.get("cgroup"):
             from runtime.cgroups import manager_from_state

@@ -100,21 +100,8 @@ def create(
         raise
     state = _initial_state(options.id, bundle, rootfs, config, manager)
     try:
-        store.write_state(options.id, state)
-        fifo = f"{state_dir}/{EXEC_FIFO}"
-        os.mkfifo(fifo, 0o622)
-        # Whatever the umask: init opens it for writing as the container's user (runc: 0622).
-        os.chmod(fifo, 0o622)
+        store.write_state(options.id, state)  # first: delete --force can undo from here on
         mark("P", "state written")
-
-        def make_cgroup() -> None:
-            if manager is not None:
-                manager.create()
-
-        def apply_resources() -> None:
-            if manager is not None:
-                _apply_resources(manager, config)
-
         plan = InitPlan.message(
             options.id,
             config,
@@ -128,6 +115,22 @@ def create(
             os.path.abspath(options.console_socket) if options.console_socket else None,
             seccomp_cache_dir(ctx),
         )
+        boot.send_plan(plan)  # the bootstrap child goes on while we finish here
+
+        def make_cgroup() -> None:
+            fifo = f"{state_dir}/{EXEC_FIFO}"
+            os.mkfifo(fifo, 0o622)
+            # Whatever the umask: init opens it for writing as the container's user (runc).
+            os.chmod(fifo, 0o622)
+            if manager is not None:
+                manager.create()
+
+        def apply_resources() -> None:
+            if manager is not None:
+                _apply_resources(manager, config)
+
+        def while_init_sets_up() -> None:
+            store.write_config(options.id, config)
 
         def runtime_hooks(init_pid: int) -> None:
             from runtime.lifecycle.hooks import hook_state, hooks_of, run_hooks
@@ -137,14 +140,13 @@ def create(
                 run_hooks(kind, hooks_of(config, kind), document)
 
         pid = boot.build(
-            plan,
             manager,
             make_cgroup,
             apply_resources,
             early.stop if early else lambda: None,
             runtime_hooks,
+            while_init_sets_up,
         )
-        store.write_config(options.id, config)
         mark("P", "init ready")
         state["pid"] = pid
         state["pidStartTime"] = start_time(pid)
@@ -250,6 +252,8 @@ def _initial_state(
         "annotations": config.get("annotations", {}),
         "cgroup": manager.to_state() if manager is not None else None,
         "recorded": "creating",
+        # Which hooks start and delete must run: without any, they never read the config copy.
+        "hooks": sorted(kind for kind, hooks in config.get("hooks", {}).items() if hooks),
     }
 
 

@@ -56,6 +56,8 @@ def destroy(container: Container) -> None:
 
 
 def _poststop_hooks(container: Container) -> list[Any]:
+    if not container.has_hooks("poststop"):
+        return []
     from runtime.lifecycle.hooks import hooks_of
 
     try:

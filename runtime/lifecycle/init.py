@@ -122,7 +122,10 @@ def bootstrap(channel: Channel) -> None:
         # The point of forking early: these imports (ctypes above all) and the ones init needs
         # run while the parent validates the config. Init is a clone of this process and
         # inherits them; after pivot_root it could not import anything from the host.
+        import runtime.lifecycle.become
+        import runtime.lifecycle.hooks
         import runtime.linux.capabilities
+        import runtime.linux.console
         import runtime.linux.process
         import runtime.linux.rootfs
         import runtime.linux.system

@@ -59,6 +59,7 @@ class Bootstrap:
 
             bootstrap(child)  # never returns
         child.close()
+        self.plan: dict[str, Any] = {}
         mark("P", "bootstrap forked")
 
     def abort(self) -> None:
@@ -102,22 +103,26 @@ class Bootstrap:
         if isinstance(message, Failed):
             raise ContainerInitError(f"unable to start container process: {message.message}")
 
+    def send_plan(self, plan: dict[str, Any]) -> None:
+        self.plan = plan
+        self.channel.send(Plan(plan))
+
     def build(
         self,
-        plan: dict[str, Any],
         manager: CgroupManager | None,
         make_cgroup: Callable[[], None],
         apply_resources: Callable[[], None],
         joined: Callable[[], None] = lambda: None,
         runtime_hooks: Callable[[int], None] = lambda pid: None,
+        while_waiting: Callable[[], None] = lambda: None,
     ) -> int:
         """Send the plan; while the children set up, make the cgroup directories (Proceed 1),
         apply resources and move init into the cgroup (Proceed 2); return init's pid once it
         is Ready. Resources go first: init must never be inside the cgroup while its device
         rules are half written (between "deny all" and "allow mknod", init's mknod fails)."""
         init_pid = 0
+        plan = self.plan
         try:
-            self.channel.send(Plan(plan))
             if _new_user_namespace(plan):
                 self._map_ids(plan)
             make_cgroup()
@@ -139,6 +144,7 @@ class Bootstrap:
                 mark("P", "init joined cgroup")
                 joined()
                 self._proceed()  # 2: init is in its cgroup
+                while_waiting()
                 message = self.channel.receive()
             if isinstance(message, Hooks):
                 # Init stopped before pivot_root: prestart and createRuntime run now, here in

@@ -32,6 +32,8 @@ def release(container: Container) -> None:
 def _poststart(container: Container) -> None:
     """Runtime namespace, after the program started; a failure stops the container (spec
     v1.3: poststart failures are fatal) and is the error of `start`."""
+    if not container.has_hooks("poststart"):
+        return
     from runtime.lifecycle.hooks import HookError, hook_state, hooks_of, run_hooks
 
     try:

@@ -230,3 +230,31 @@ def test_hook_order_and_statuses_compared_with_runc(
         seen[runtime.binary] = [(kind, ns == host_ns) for kind, ns, _ in entries]
     assert sorted(seen[runc.binary]) == sorted(seen[pyrun.binary])
     assert [kind for kind, _ in seen[pyrun.binary]] == ALL_KINDS
+
+
+def test_kill_and_delete_while_create_runs_are_refused_and_nothing_is_left(
+    pyrun: Runtime, bundles: Bundles, tmp_path: Path
+) -> None:
+    """A createRuntime hook holds create in the `creating` state for a moment. Everything runs
+    in one shell under the test's subreaper, so the container's init is reaped by it."""
+    from tests.conftest import PYRUN
+
+    bundle = _bundle_with_hook(bundles, tmp_path, "createRuntime", "sleep 1.5")
+    cid = pyrun.id()
+    p = f"{PYRUN} --root {pyrun.root}"
+    script = f"""
+{p} create --bundle {bundle} {cid} & creating=$!
+for i in $(seq 200); do {p} state {cid} >/dev/null 2>&1 && break; sleep 0.01; done
+{p} state {cid} | grep -o '"status": "[a-z]*"'
+{p} kill {cid} KILL; echo "kill=$?"
+{p} delete {cid}; echo "delete=$?"
+wait $creating; echo "create=$?"
+"""
+    result = pyrun.shim.run(["sh", "-c", script], timeout=30)
+    lines = result.stdout.splitlines()
+    assert lines == ['"status": "creating"', "kill=1", "delete=1", "create=0"], result
+    assert "container not running" in result.stderr
+    assert f"cannot delete container {cid} that is not stopped: creating" in result.stderr
+    assert pyrun.state(cid)["status"] == "created"
+    pyrun.ok("delete", cid)
+    assert not Path(pyrun.root, cid).exists()

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := python3-venv busybox-static runc umoci skopeo containerd podman uidmap
+APT_PACKAGES := python3-venv busybox-static runc umoci skopeo docker-registry containerd podman uidmap
 EXAMPLES := $(wildcard bundles/examples/*/)
 
 .PHONY: setup apt venv rootfs compile demo test unit integration lint bench clean

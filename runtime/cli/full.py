@@ -70,6 +70,9 @@ def build_cli(sink: Callable[[Invocation], Any]) -> click.Group:
         _click_option(opt)(cli)
     for cmd in COMMANDS.values():
         cli.add_command(_make_command(cmd, sink))
+    from imagetools.cli import load_topics
+
+    cli.add_command(load_topics())
     return cli
 
 

@@ -34,10 +34,10 @@ rootfs: apt
 # PYTHONDONTWRITEBYTECODE is set on this machine: compile the package the way a wheel install
 # would, or every `pyrun` start pays for compiling its modules again.
 compile: venv
-	@$(PY) -m compileall -q runtime
+	@$(PY) -m compileall -q runtime imagetools registryd
 
 demo: setup
-	$(VENV)/bin/pyrun run bundles/examples/hello
+	$(VENV)/bin/python tools/demo.py
 
 test: setup lint
 	$(VENV)/bin/pytest -q
@@ -49,13 +49,14 @@ integration: setup
 	$(VENV)/bin/pytest -q tests/integration tests/e2e
 
 lint: venv
-	$(VENV)/bin/ruff check runtime tests bench tools
-	$(VENV)/bin/ruff format --check runtime tests bench tools
+	$(VENV)/bin/ruff check runtime imagetools registryd tests bench tools
+	$(VENV)/bin/ruff format --check runtime imagetools registryd tests bench tools
 	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/lifecycle.py
 	$(PY) bench/seccomp.py
+	$(PY) bench/registry.py
 
 clean:
 	rm -rf $(VENV) bundles/examples/*/rootfs

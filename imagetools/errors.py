@@ -6,9 +6,11 @@ PyrunError
     ├── StoreError                the store itself (bad digest, I/O)
     │   └── ImageNotFound         no such name or blob in the store
     ├── BlobMismatch              content does not match its digest or size
+    ├── ArchiveError              an image archive (OCI layout, docker-archive) that is malformed
     ├── RegistryError             the registry refused or failed (HTTP status, its message)
     │   └── AuthError             credentials missing or refused
-    └── UnpackError               a layer that cannot be applied (unsafe, malformed, too big)
+    ├── UnpackError               a layer that cannot be applied (unsafe, malformed, too big)
+    └── SnapshotError             a snapshot that cannot be made, used, committed or released
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class BlobMismatch(ImageError):
     """Content that does not match its digest or announced size."""
 
 
+class ArchiveError(ImageError):
+    """An image archive (OCI layout, docker-archive) that is malformed or incomplete."""
+
+
 class RegistryError(ImageError):
     """The registry answered with an error, or could not be reached."""
 
@@ -46,3 +52,7 @@ class AuthError(RegistryError):
 
 class UnpackError(ImageError):
     """A layer that cannot be applied: unsafe paths, malformed archives, size limits."""
+
+
+class SnapshotError(ImageError):
+    """A layer or bundle snapshot that cannot be made, mounted, committed or released."""

@@ -9,11 +9,42 @@
     <root>/blobs/<alg>/<hex>     content-addressed: manifests, indexes, configs, layers
     <root>/ingest/<alg>-<hex>    a blob being written (kept between runs: a pull resumes it)
     <root>/snapshots/...         owned by the snapshotters
-    <root>/lock                  flock: exclusive for index.json changes and gc
+    <root>/lock                  flock: the gc lock (leases hold it shared, gc exclusive)
+    <root>/index.lock            flock: exclusive while index.json is read, changed, replaced
 
 Every blob is verified against its digest (and size, when known) before it is renamed into
 ``blobs/``: a partial or wrong blob is never visible. index.json is replaced atomically under
-the lock, so concurrent pyrun processes never lose each other's names.
+the index lock, so concurrent pyrun processes never lose each other's names.
+
+Locking (concurrent pyrun processes, and threads of one)
+--------------------------------------------------------
+gc deletes what no name reaches, so it must never run between "this blob is in the store"
+and "a name reaches it": a load or pull that finds a layer already present, or has just
+committed one, has not named it yet. That window is a *lease*::
+
+    load / pull / commit / tag                     gc
+    ----------------------                         --
+    with store.lease():        flock(lock, SH)     flock(lock, EX)   waits for every lease
+        has_blob? / ingest -> commit                 flock(index.lock, EX)
+        set_ref(name, desc)    flock(index.lock, EX)   reachable(refs) -> unlink the rest
+                                                     unlink abandoned ingest files
+                               unlock lock          unlock both
+
+- Every ``Ingest`` holds the gc lock shared for its own lifetime, so a blob being written is
+  safe even for callers that take no lease; the lease covers the gap until ``set_ref``.
+- ``lease()`` is re-entrant within a thread; ``gc()`` inside the same thread's lease raises
+  instead of waiting for itself. Leases never block each other, only gc.
+- Lock order is always ``lock`` then ``index.lock``; ``set_ref``/``remove_ref`` take only
+  ``index.lock`` and refuse a descriptor whose blob is not in the store (never a dangling
+  name, even from a caller that took no lease).
+- Two writers of the same blob: the per-file flock on ``ingest/<alg>-<hex>`` serialises them;
+  the second, once it holds the lock, checks that the file is still the one at that path (the
+  first may have renamed it into ``blobs/``) and, if the blob arrived meanwhile, its ingest is
+  ``complete``: writes are counted, not stored, and ``commit`` returns at once.
+
+Modes (whatever the umask): the root 0711 when the store creates it (traversable, not
+listable), ``blobs/`` 0755, blob files 0444 (content never changes), ``ingest/`` 0700 and
+partial files 0600, index.json, oci-layout and the lock files 0644.
 """
 
 from __future__ import annotations
@@ -23,20 +54,39 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from contextlib import contextmanager
 
+from imagetools.atomic import write_atomic
 from imagetools.errors import BlobMismatch, ImageNotFound, StoreError
+from imagetools.paths import DEFAULT_ROOT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any, BinaryIO
 
-DEFAULT_ROOT = "/var/lib/pyrun/images"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 ALGORITHMS = ("sha256", "sha512")
 _CHUNK = 1 << 20
+
+ROOT_MODE = 0o711
+DIR_MODE = 0o755
+BLOB_MODE = 0o444
+INGEST_DIR_MODE = 0o700
+INGEST_MODE = 0o600
+FILE_MODE = 0o644
+
+# Per thread: {store key: [lease depth, lease fd, exclusive depth]}.
+_HELD = threading.local()
+
+
+def _held(key: str) -> list[int]:
+    table: dict[str, list[int]] | None = getattr(_HELD, "table", None)
+    if table is None:
+        table = _HELD.table = {}
+    return table.setdefault(key, [0, -1, 0])
 
 
 def split_digest(digest: str) -> tuple[str, str]:
@@ -52,10 +102,20 @@ def digest_of(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
+def _mkdir(path: str, mode: int) -> None:
+    """Create one directory with exactly ``mode`` (not the umask's idea of it)."""
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return
+    os.chmod(path, mode)
+
+
 class Ingest:
     """A blob being written: resumable (``offset`` bytes are already there), verified on
     ``commit``. Holds an exclusive lock on its partial file, so two pulls of the same blob
-    never interleave: the second waits and then finds the blob in place."""
+    never interleave: the second waits and then finds the blob in place (``complete``).
+    Holds the store's gc lock shared while it lives (see the module docstring)."""
 
     def __init__(self, store: Store, digest: str, size: int | None) -> None:
         self.store = store
@@ -63,11 +123,20 @@ class Ingest:
         self.size = size
         algorithm, encoded = split_digest(digest)
         self.path = f"{store.root}/ingest/{algorithm}-{encoded}"
-        os.makedirs(f"{store.root}/ingest", exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.hasher = hashlib.new(algorithm)
         self.offset = 0
+        self.complete = False
+        self.fd = -1
+        self._lease_fd = store._lease_fd()
+        try:
+            self.fd = self._open()
+        except BaseException:
+            self.close()
+            raise
+        if self.fd < 0:
+            self.complete = True
+            self.offset = size if size is not None else store.blob_size(digest)
+            return
         # Rebuild the hash of what an earlier, interrupted attempt wrote.
         while True:
             chunk = os.pread(self.fd, _CHUNK, self.offset)
@@ -78,9 +147,31 @@ class Ingest:
         if size is not None and self.offset > size:
             self.restart()
 
+    def _open(self) -> int:
+        """The locked partial file, or -1 when the blob is already in the store."""
+        _mkdir(f"{self.store.root}/ingest", INGEST_DIR_MODE)
+        while True:
+            if self.store.has_blob(self.digest, self.size):
+                return -1
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, INGEST_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                mine = os.fstat(fd)
+                there = os.stat(self.path)
+            except FileNotFoundError:
+                os.close(fd)  # committed or removed while we waited: look again
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                return fd
+            os.close(fd)
+
     def restart(self) -> None:
         """Throw away what is there (the server cannot resume, or it was wrong)."""
-        os.ftruncate(self.fd, 0)
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
         self.hasher = hashlib.new(self.digest.partition(":")[0])
         self.offset = 0
 
@@ -89,6 +180,9 @@ class Ingest:
             raise BlobMismatch(
                 f"blob {self.digest}: more than the {self.size} bytes its descriptor announces"
             )
+        if self.complete:
+            self.offset += len(data)  # the store has it, verified: nothing to keep
+            return
         view = memoryview(data)
         while view:
             written = os.pwrite(self.fd, view, self.offset)
@@ -96,44 +190,83 @@ class Ingest:
             self.offset += written
             view = view[written:]
 
-    def commit(self) -> str:
-        """Verify and move into blobs/. A mismatch discards the data (it can never become
-        right) and raises BlobMismatch."""
+    def verify(self) -> None:
+        """Check size and digest without publishing; a mismatch discards the data (it can
+        never become right) and raises BlobMismatch."""
+        if self.complete:
+            return
         actual = f"{self.digest.partition(':')[0]}:{self.hasher.hexdigest()}"
         if self.size is not None and self.offset != self.size:
-            self._discard()
+            self.abort()
             raise BlobMismatch(
                 f"blob {self.digest}: got {self.offset} bytes, the descriptor says {self.size}"
             )
         if actual != self.digest:
-            self._discard()
+            self.abort()
             raise BlobMismatch(f"blob {self.digest}: the content's digest is {actual}")
+
+    def commit(self) -> str:
+        """Verify and move into blobs/ (read-only, fsynced)."""
+        if self.complete:
+            self.close()
+            return self.digest
+        self.verify()
         target = self.store.blob_path(self.digest)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        directory = os.path.dirname(target)
+        _mkdir(directory, DIR_MODE)
+        os.fchmod(self.fd, BLOB_MODE)
         os.fsync(self.fd)
         os.rename(self.path, target)
+        _fsync_dir(directory)
         self.close()
         return self.digest
 
-    def _discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+    def abort(self) -> None:
+        """Discard the partial file (nothing to resume) and release the locks."""
+        if self.fd >= 0:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
         self.close()
 
+    _discard = abort
+
     def close(self) -> None:
-        """Keep the partial file for a later resume; release the lock."""
+        """Keep the partial file for a later resume; release the locks."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self._lease_fd >= 0:
+            os.close(self._lease_fd)
+            self._lease_fd = -1
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Store:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = root.rstrip("/") or "/"
         try:
-            os.makedirs(f"{self.root}/blobs/sha256", exist_ok=True)
+            if not os.path.isdir(self.root):
+                parent = os.path.dirname(self.root)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                _mkdir(self.root, ROOT_MODE)
+            _mkdir(f"{self.root}/blobs", DIR_MODE)
+            _mkdir(f"{self.root}/blobs/sha256", DIR_MODE)
             if not os.path.exists(f"{self.root}/oci-layout"):
                 self._write_atomic("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
             if not os.path.exists(f"{self.root}/index.json"):
@@ -141,13 +274,75 @@ class Store:
                 self._write_atomic("index.json", json.dumps(empty).encode())
         except OSError as err:
             raise StoreError(f"image store {self.root}: {(err.strerror or '').lower()}") from None
+        self._key = os.path.realpath(self.root)
 
     # -- locking ------------------------------------------------------------------------------
+    def _lock_file(self, name: str) -> int:
+        fd = os.open(f"{self.root}/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+                os.fchmod(fd, FILE_MODE)
+        except OSError:
+            pass  # someone else's lock file: the lock still works
+        return fd
+
     @contextmanager
     def lock(self, exclusive: bool = True) -> Iterator[None]:
-        fd = os.open(f"{self.root}/lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """The gc lock itself: exclusive keeps every lease and ingest out (gc does this);
+        shared is a lease that does not nest (prefer ``lease()``)."""
+        fd = self._lock_file("lock")
+        held = _held(self._key)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if exclusive:
+                held[2] += 1
+            try:
+                yield
+            finally:
+                if exclusive:
+                    held[2] -= 1
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def lease(self) -> Iterator[None]:
+        """Keep gc out while blobs are found or added and then named (see the module
+        docstring). Re-entrant within a thread; leases of other threads and processes do
+        not wait for each other."""
+        held = _held(self._key)
+        if held[0] == 0 and held[2] == 0:
+            held[1] = self._hold_shared()
+        held[0] += 1
+        try:
+            yield
+        finally:
+            held[0] -= 1
+            if held[0] == 0 and held[1] >= 0:
+                os.close(held[1])
+                held[1] = -1
+
+    def _lease_fd(self) -> int:
+        """A shared hold of the gc lock for one ingest (-1: this thread already excludes
+        gc, by its exclusive lock)."""
+        if _held(self._key)[2]:
+            return -1
+        return self._hold_shared()
+
+    def _hold_shared(self) -> int:
+        """An fd that holds the gc lock shared (closed again if taking the lock fails)."""
+        fd = self._lock_file("lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        fd = self._lock_file("index.lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
@@ -170,19 +365,42 @@ class Store:
         except FileNotFoundError:
             raise ImageNotFound(f"blob {digest} is not in the store") from None
 
-    def open_blob(self, digest: str) -> BinaryIO:
+    def check_blob(self, digest: str, size: int | None) -> None:
+        """The blob is there with the size its descriptor says: ImageNotFound if it is
+        missing, BlobMismatch (naming the file) if it was truncated or grew on disk."""
+        actual = self.blob_size(digest)
+        if size is not None and actual != size:
+            raise BlobMismatch(self._corrupt(digest, f"{actual} bytes on disk, {size} expected"))
+
+    def _corrupt(self, digest: str, why: str) -> str:
+        return (
+            f"blob {digest} in the store is corrupt ({self.blob_path(digest)}: {why}):"
+            " remove the image and load or pull it again"
+        )
+
+    def open_blob(self, digest: str, size: int | None = None) -> BinaryIO:
+        """The blob for reading; with ``size``, a file of another size is BlobMismatch."""
         try:
-            return open(self.blob_path(digest), "rb")
+            handle = open(self.blob_path(digest), "rb")  # noqa: SIM115 - returned open
         except FileNotFoundError:
             raise ImageNotFound(f"blob {digest} is not in the store") from None
+        if size is not None:
+            actual = os.fstat(handle.fileno()).st_size
+            if actual != size:
+                handle.close()
+                raise BlobMismatch(
+                    self._corrupt(digest, f"{actual} bytes on disk, {size} expected")
+                )
+        return handle
 
     def read_blob(self, digest: str) -> bytes:
         """A small blob (manifest, config), re-verified: the store is on disk, disks rot."""
         with self.open_blob(digest) as handle:
             data = handle.read()
         algorithm = digest.partition(":")[0]
-        if digest_of(data, algorithm) != digest:
-            raise BlobMismatch(f"blob {digest} in {self.root} is corrupt")
+        actual = digest_of(data, algorithm)
+        if actual != digest:
+            raise BlobMismatch(self._corrupt(digest, f"{len(data)} bytes of digest {actual}"))
         return data
 
     def read_json(self, digest: str) -> Any:
@@ -193,9 +411,12 @@ class Store:
         if self.has_blob(digest, len(data)):
             return digest
         ingest = self.ingest(digest, len(data))
-        ingest.restart()
-        ingest.write(data)
-        return ingest.commit()
+        try:
+            ingest.restart()
+            ingest.write(data)
+            return ingest.commit()
+        finally:
+            ingest.close()
 
     def ingest(self, digest: str, size: int | None = None) -> Ingest:
         return Ingest(self, digest, size)
@@ -211,9 +432,38 @@ class Store:
 
     # -- names ----------------------------------------------------------------------------
     def index(self) -> dict[str, Any]:
-        with open(f"{self.root}/index.json", "rb") as handle:
-            data: dict[str, Any] = json.load(handle)
-        return data
+        """index.json, checked: a file that is not an OCI index is a StoreError naming it
+        (never silently replaced: it holds every name)."""
+        path = f"{self.root}/index.json"
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            raise StoreError(f"image store index {path} is missing") from None
+        try:
+            data = json.loads(raw)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise StoreError(
+                f"image store index {path} is corrupt ({err}): repair or remove it"
+                " (its blobs stay; the names it held are lost)"
+            ) from None
+        problem = None
+        if not isinstance(data, dict):
+            problem = "not a JSON object"
+        elif not isinstance(data.get("manifests", []), list):
+            problem = "'manifests' is not a list"
+        else:
+            for position, entry in enumerate(data.get("manifests", [])):
+                if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+                    problem = f"manifests[{position}] is not a descriptor"
+                    break
+                if not isinstance(entry.get("annotations", {}), dict):
+                    problem = f"manifests[{position}].annotations is not an object"
+                    break
+        if problem:
+            raise StoreError(f"image store index {path} is corrupt: {problem}")
+        result: dict[str, Any] = data
+        return result
 
     def refs(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, descriptor) of every named image, in index order."""
@@ -227,12 +477,13 @@ class Store:
     def resolve(self, name: str) -> dict[str, Any]:
         """The descriptor named ``name`` (a full reference), or of the manifest/index whose
         digest is ``name``, or an unambiguous digest prefix (like docker's image ids)."""
-        for ref, descriptor in self.refs():
+        refs = self.refs()
+        for ref, descriptor in refs:
             if ref == name:
                 return descriptor
         if name.startswith(("sha256:", "sha512:")) or all(c in "0123456789abcdef" for c in name):
             wanted = name if ":" in name else f"sha256:{name}"
-            matches = {d["digest"]: d for _, d in self.refs() if d["digest"].startswith(wanted)}
+            matches = {d["digest"]: d for _, d in refs if d["digest"].startswith(wanted)}
             if len(matches) == 1:
                 return next(iter(matches.values()))
             if len(matches) > 1:
@@ -240,9 +491,16 @@ class Store:
         raise ImageNotFound(f"image {name} is not in the store ({self.root})")
 
     def set_ref(self, name: str, descriptor: dict[str, Any]) -> None:
+        """Name a manifest or index that is in the store (refused otherwise: a name never
+        dangles). Callers that found or added its blobs hold a ``lease()`` until this
+        returns, so gc cannot take them in between."""
         entry = dict(descriptor)
         entry["annotations"] = dict(entry.get("annotations", {}), **{REF_ANNOTATION: name})
-        with self.lock():
+        with self._index_lock():
+            if not self.has_blob(entry["digest"]):
+                raise ImageNotFound(
+                    f"cannot name {name}: its manifest {entry['digest']} is not in the store"
+                )
             index = self.index()
             manifests = [
                 d
@@ -254,7 +512,7 @@ class Store:
             self._write_atomic("index.json", json.dumps(index, indent=2).encode())
 
     def remove_ref(self, name: str) -> dict[str, Any]:
-        with self.lock():
+        with self._index_lock():
             index = self.index()
             kept: list[dict[str, Any]] = []
             removed: dict[str, Any] | None = None
@@ -296,9 +554,12 @@ class Store:
         return seen
 
     def gc(self, dry_run: bool = False) -> list[str]:
-        """Remove blobs no name reaches and abandoned partial files; returns what went."""
-        with self.lock():
-            keep = self.reachable(d for _, d in self.refs())
+        """Remove blobs no name reaches and abandoned partial files; returns what went.
+        Waits for every lease and ingest of other threads and processes to end."""
+        if _held(self._key)[0]:
+            raise StoreError("gc inside a lease of the same thread would wait for itself")
+        with self.lock(), self._index_lock():
+            keep = self.reachable(d for _, d in self.refs()) | self._snapshot_blobs()
             removed = [digest for digest in self.blobs() if digest not in keep]
             if not dry_run:
                 for digest in removed:
@@ -309,6 +570,15 @@ class Store:
                 removed += self._gc_ingest()
         return sorted(removed)
 
+    def _snapshot_blobs(self) -> set[str]:
+        """Blobs of the images bundle snapshots were made from: a commit of such a bundle
+        refers to them, even after the image lost its name."""
+        if not os.path.isdir(f"{self.root}/snapshots/bundles"):
+            return set()
+        from imagetools.snapshots import protected_blobs
+
+        return protected_blobs(self)
+
     def _gc_ingest(self) -> list[str]:
         removed = []
         try:
@@ -317,7 +587,10 @@ class Store:
             return []
         for name in names:
             path = f"{self.root}/ingest/{name}"
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -334,11 +607,6 @@ class Store:
     # -- helpers ----------------------------------------------------------------------------
     def _write_atomic(self, name: str, data: bytes) -> None:
         path = f"{self.root}/{name}"
-        temp = f"{path}.tmp{os.getpid()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, path)
+        temp = f"{path}.tmp{os.getpid()}-{threading.get_ident()}"
+        write_atomic(path, data, FILE_MODE, temp=temp, exact_mode=True)
+        _fsync_dir(self.root)

@@ -29,6 +29,11 @@ RUNC = shutil.which("runc") or "/usr/sbin/runc"
 BUSYBOX = "/bin/busybox"
 TEST_STATE_BASE = "/run/pyrun-test"
 
+# Shared fixtures of the image tests: real registries (open, basic auth, bearer tokens), the OCI
+# test images and archives (pushed to them, or behind a fault proxy), and the environment for
+# `pyrun image` (documented in each module).
+pytest_plugins = ("tests.support.registry", "tests.support.oci_images", "tests.support.imagecli")
+
 
 class Result:
     def __init__(self, reply: dict[str, Any], argv: list[str]) -> None:

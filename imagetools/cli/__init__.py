@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 
 import click
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Topic modules (imagetools/cli/<name>.py) that define commands, imported when the group is.
-TOPICS = ("registry", "images", "unpack", "snapshots")
+TOPICS = ("registry", "images", "unpack", "snapshots", "search")
 
 
 class ImageContext:
@@ -36,15 +35,6 @@ class ImageContext:
         return Store(self.root)
 
 
-def default_root() -> str:
-    from imagetools.store import DEFAULT_ROOT
-
-    if os.geteuid() == 0:
-        return DEFAULT_ROOT
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return f"{data}/pyrun/images"
-
-
 @click.group("image", help="Images: pull, push, store, unpack into bundles, snapshots, commit.")
 @click.option(
     "--root",
@@ -54,6 +44,8 @@ def default_root() -> str:
 )
 @click.pass_context
 def image(context: click.Context, root: str | None) -> None:
+    from imagetools.paths import default_root
+
     context.obj = ImageContext(root or default_root())
 
 

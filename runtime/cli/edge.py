@@ -126,7 +126,8 @@ def _verb_run(ctx: Context, options: dict[str, Any], args: dict[str, Any], head:
     create_options = _create_options(options, args)
     from runtime.lifecycle.run import run
 
-    return run(ctx, create_options, bool(options.get("detach")), head.early, head.boot)
+    detach, keep = bool(options.get("detach")), bool(options.get("keep"))
+    return run(ctx, create_options, detach, head.early, head.boot, keep=keep)
 
 
 def _verb_start(ctx: Context, options: dict[str, Any], args: dict[str, Any]) -> int:

@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         head_start.finish()
         head_start = None
     if invocation is None:
+        if args[:1] == ["image"]:
+            # `image unpack` (overlay) and `image pull` without click where they can.
+            from imagetools.quick import main as image_fast
+
+            code = image_fast(args[1:])
+            if code is not None:
+                return code
         from runtime.cli.full import run_click
 
         return run_click(args)

@@ -214,6 +214,7 @@ COMMANDS: dict[str, Cmd] = {
             _BUNDLE,
             _CONSOLE,
             Opt(("--detach", "-d"), "detach", help="do not wait"),
+            Opt(("--keep",), "keep", help="do not delete the container after it exits"),
             _PID_FILE,
             _NO_PIVOT,
             _NO_KEYRING,

@@ -1,4 +1,5 @@
-"""``pyrun delete [--force] ID``: stop what is left and remove cgroup and state.
+"""``pyrun delete [--force] ID``: stop what is left and remove cgroup and state, and release
+the bundle's image snapshot when ``pyrun image unpack`` made it.
 
 Works from partial state too (a create killed half way): whatever the state directory names
 is undone, and a missing piece is not an error.
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from runtime.lifecycle.store import Store
 
 _SIGKILL = 9
+_SNAPSHOT_ANNOTATION = "io.pyrun.image.snapshot"
 _DEATH_WAIT_SECONDS = 5.0
 
 
@@ -51,8 +53,26 @@ def destroy(container: Container) -> None:
         container.pid,
         container.state.get("pidStartTime"),
     )
+    _release_snapshot(container)
     if poststop:
         _run_poststop(container, poststop)
+
+
+def _release_snapshot(container: Container) -> None:
+    """A bundle made by ``pyrun image unpack`` gives its image snapshot back (docker rm
+    removes the container's RW layer). imagetools is imported only for such bundles: delete
+    is on the hot path. What the annotations claim is checked against the image store."""
+    annotations = container.state.get("annotations")
+    if not annotations or _SNAPSHOT_ANNOTATION not in annotations:
+        return
+    from imagetools.snapshots import release_container
+
+    try:
+        release_container(annotations, container.bundle)
+    except (PyrunError, OSError) as err:
+        from runtime import log
+
+        log.warning(f"container {container.id}: image snapshot not released: {err}")
 
 
 def _poststop_hooks(container: Container) -> list[Any]:

@@ -1,4 +1,4 @@
-"""``pyrun run``: create + start, and in the foreground wait and delete.
+"""``pyrun run``: create + start, and in the foreground wait and delete (unless --keep).
 
 The container's init is a direct child of pyrun (the bootstrap child makes it with
 CLONE_PARENT), so the foreground run waits for it with waitpid. When init, pid 1 of its
@@ -33,7 +33,10 @@ def run(
     detach: bool = False,
     early: Warmup | None = None,
     boot: Bootstrap | None = None,
+    keep: bool = False,
 ) -> int:
+    """``keep`` (runc's --keep): the exited container stays, stopped, until ``pyrun delete``
+    (e.g. to commit its image snapshot first)."""
     listener: list[ConsoleListener] = []
     if not detach:
 
@@ -66,8 +69,9 @@ def run(
             code = wait_for(container.pid)
             mark("P", "exited")
     finally:
-        destroy(container)
-        mark("P", "deleted")
+        if not keep:
+            destroy(container)
+            mark("P", "deleted")
     return code
 
 

@@ -7,6 +7,8 @@
   the basename of ``--runtime PATH`` and passes ``--log-format=json --log F`` only to names listed
   in ``runtime_supports_json``. The logs stay in pytest's temp dir (the last three sessions are
   kept): they are the record of what containerd and podman asked of pyrun.
+- ``CONTAINERD_CONFIG``: the config of the tests' own containerd daemons (format it with
+  ``root``, ``state``, ``address`` and ``opt``); ``stop_daemon(proc)`` ends one.
 - Leak probes that look only at what one caller made: mounts under its temp dir, cgroup
   directories under its own parent, processes whose command line names its paths.
 """
@@ -101,6 +103,52 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: run `make setup`")
     return build_busybox_image(tmp_path_factory.mktemp("image"))
+
+
+# -- containerd daemons of the tests --------------------------------------------------------
+CONTAINERD_CONFIG = """\
+version = 2
+root = "{root}"
+state = "{state}"
+# Plugins this VM cannot or need not run: no CRI (no kubelet), no aufs/btrfs/zfs/devmapper.
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{address}"
+
+[ttrpc]
+  address = "{address}.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"""
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 # -- probes ----------------------------------------------------------------------------------

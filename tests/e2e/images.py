@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,27 +37,29 @@ class Image:
     tag: str = "latest"
 
 
-def _run(argv: list[str]) -> None:
+def run(argv: list[str]) -> str:
+    """``argv``'s stdout; a failure raises RuntimeError with its stderr."""
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"{argv} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool) is None]
+def missing_tools(tools: Iterable[str] = TOOLS) -> list[str]:
+    return [tool for tool in tools if shutil.which(tool) is None]
 
 
 def build_busybox_image(workdir: Path) -> Image:
     layout = workdir / "layout"
     unpacked = workdir / "unpacked"
     ref = f"{layout}:latest"
-    _run(["umoci", "init", "--layout", str(layout)])
-    _run(["umoci", "new", "--image", ref])
-    _run(["umoci", "unpack", "--image", ref, str(unpacked)])
+    run(["umoci", "init", "--layout", str(layout)])
+    run(["umoci", "new", "--image", ref])
+    run(["umoci", "unpack", "--image", ref, str(unpacked)])
     shutil.rmtree(unpacked / "rootfs")
-    _run([str(BUILD_ROOTFS), str(unpacked / "rootfs")])
-    _run(["umoci", "repack", "--image", ref, str(unpacked)])
-    _run(
+    run([str(BUILD_ROOTFS), str(unpacked / "rootfs")])
+    run(["umoci", "repack", "--image", ref, str(unpacked)])
+    run(
         [
             "umoci",
             "config",
@@ -72,10 +75,10 @@ def build_busybox_image(workdir: Path) -> Image:
             "pyrun e2e tests",
         ]
     )
-    _run(["umoci", "gc", "--layout", str(layout)])
+    run(["umoci", "gc", "--layout", str(layout)])
     shutil.rmtree(unpacked)
     tarball = workdir / "busybox-oci.tar"
-    _run(["tar", "-C", str(layout), "-cf", str(tarball), "."])
+    run(["tar", "-C", str(layout), "-cf", str(tarball), "."])
 
     index = json.loads((layout / "index.json").read_text())
     (entry,) = index["manifests"]

@@ -28,7 +28,6 @@ import hashlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import pytest
 
 import tests.conftest as base
 from tests.e2e.conftest import (
+    CONTAINERD_CONFIG,
     RUNTIME_BINARIES,
     LoggedRuntime,
     alive,
@@ -53,6 +53,7 @@ from tests.e2e.conftest import (
     processes_mentioning,
     reclaim_cgroups,
     remove_cgroup_tree,
+    stop_daemon,
     unix_socket_paths,
     unmount_all,
     verb_of,
@@ -63,39 +64,6 @@ from tests.e2e.images import Image
 
 IMAGE_NAME = "localhost/pyrun-busybox"
 IMAGE = f"{IMAGE_NAME}:latest"
-
-CONFIG = """\
-version = 2
-root = "{root}"
-state = "{state}"
-# Plugins this VM cannot or need not run: no CRI (no kubelet), no aufs/btrfs/zfs/devmapper.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{address}"
-
-[ttrpc]
-  address = "{address}.ttrpc"
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"""
-
 
 # ctr drops the container's runc options (BinaryName, Root) whenever it sets task options of its
 # own (--uidmap/--gidmap set IoUid/IoGid, --no-pivot sets NoPivotRoot): the shim then runs plain
@@ -157,7 +125,7 @@ class Containerd:
         for path in (self.root, self.state, self.fifo_dir, self.tmp, *self.runtime_roots.values()):
             path.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
-            CONFIG.format(
+            CONTAINERD_CONFIG.format(
                 root=self.root, state=self.state, address=self.address, opt=self.base / "opt"
             )
         )
@@ -245,14 +213,8 @@ class Containerd:
         return Path("/run/containerd/s") / hashlib.sha256(key).hexdigest()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_daemon(self.proc)
 
 
 @pytest.fixture(scope="module")

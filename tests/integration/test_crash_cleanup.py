@@ -43,7 +43,10 @@ class Orphans:
     """This process as a child subreaper: find and reap what gets re-parented to it."""
 
     def __init__(self, keep: set[int]) -> None:
-        self.keep = keep  # our own long-lived children (the shim)
+        # Our own long-lived children (the shim, servers of session fixtures such as the
+        # registries) are not orphans of the pyrun under test: never reaped, never killed.
+        self.keep: set[int] = set()
+        self.keep = keep | set(self.children())
         self.libc = ctypes.CDLL("libc.so.6", use_errno=True)
         assert self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 

@@ -247,13 +247,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--workdir", default="/var/tmp", help="where the image and pulls go")
+    parser.add_argument("--only", choices=("unpack", "pull"), help="run one of the two benches")
     args = parser.parse_args()
     compile_pyrun()
     with tempfile.TemporaryDirectory(prefix="pyrun-bench-images-", dir=args.workdir) as tmp:
         base = Path(tmp)
         layout, figures = build_image(base / "image")
         print(f"{describe(figures)} (built in {figures['build_s']:.1f} s)")
-        bench_unpack(layout, base, args.pairs)
+        if args.only != "pull":
+            bench_unpack(layout, base, args.pairs)
+        if args.only == "unpack":
+            return
         with start_registry(base / "registry") as registry:
             registry.copy_in(f"{layout}:{TAG}", "bench:latest")
             _check_pull(registry.host, base)

@@ -1,6 +1,6 @@
-"""The registry side of imagetools: a distribution API v2 client over urllib3.
+"""The registry side of imagetools: a distribution API v2 client over http.client.
 
-- ``transport``: the HTTP seam (urllib3 pool, retries with backoff) and its errors.
+- ``transport``: the HTTP seam (keep-alive pool, retries with backoff, redirects) and its errors.
 - ``auth``: WWW-Authenticate challenges, basic credentials, bearer tokens (cached per scope).
 - ``credentials``: pyrun's auth.json (written by ``pyrun image login``) and docker's config.
 - ``config``: registries.conf, which registries are insecure (plain HTTP / unverified TLS).

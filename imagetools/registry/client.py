@@ -22,8 +22,8 @@ from imagetools.registry.config import is_insecure
 from imagetools.registry.transport import (
     RETRIES,
     ConnectionFailed,
+    HTTPTransport,
     TLSFailed,
-    Urllib3Transport,
 )
 
 TYPE_CHECKING = False
@@ -77,7 +77,7 @@ class RegistryClient:
         if tls_verify is None:
             tls_verify = not is_insecure(registry)
         self.tls_verify = tls_verify
-        self.transport: Transport = transport or Urllib3Transport(
+        self.transport: Transport = transport or HTTPTransport(
             verify=tls_verify, host=self.host, pool_size=pool_size
         )
         self.auth = Authenticator(

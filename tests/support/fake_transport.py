@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from urllib3 import HTTPHeaderDict
-
 from imagetools.registry import credentials
 from imagetools.registry.client import RegistryClient
-from imagetools.registry.transport import BufferedResponse
+from imagetools.registry.transport import BufferedResponse, Headers
 
 
 class Sent:
@@ -57,5 +55,5 @@ def fake_client(
 
 def answer(status: int, body: bytes = b"", **headers: str) -> BufferedResponse:
     """A response; ``Www_Authenticate="..."`` is the header WWW-Authenticate."""
-    merged = HTTPHeaderDict({k.replace("_", "-"): v for k, v in headers.items()})
+    merged = Headers({k.replace("_", "-"): v for k, v in headers.items()})
     return BufferedResponse(status, merged, body)

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from urllib3 import HTTPHeaderDict
 
 from imagetools import manifest as m
 from imagetools.errors import BlobMismatch
 from imagetools.pull import image_manifest, pull
 from imagetools.push import push
 from imagetools.registry.client import RegistryClient
-from imagetools.registry.transport import BufferedResponse
+from imagetools.registry.transport import BufferedResponse, Headers
 from imagetools.store import Store
 from tests.support.fake_transport import Sent, fake_client
 
@@ -57,10 +56,10 @@ class FakeDistribution:
         self.log.append(f"{method} {parts.path}{'?' + parts.query if parts.query else ''}")
         if parts.netloc != "reg.example":
             data = self.external[url]
-            return BufferedResponse(200, HTTPHeaderDict({"Content-Length": str(len(data))}), data)
+            return BufferedResponse(200, Headers({"Content-Length": str(len(data))}), data)
         assert "Authorization" not in headers
         if parts.path == "/v2/":
-            return BufferedResponse(200, HTTPHeaderDict(), b"{}")
+            return BufferedResponse(200, Headers(), b"{}")
         path = parts.path.removeprefix("/v2/")
         query = urllib.parse.parse_qs(parts.query)
         if "/manifests/" in path:
@@ -69,16 +68,12 @@ class FakeDistribution:
                 data = body if isinstance(body, bytes) else body.read()
                 self.manifests[(repo, ref)] = (data, headers["Content-Type"])
                 self.manifests[(repo, _digest(data))] = (data, headers["Content-Type"])
-                return BufferedResponse(
-                    201, HTTPHeaderDict({"Docker-Content-Digest": _digest(data)})
-                )
+                return BufferedResponse(201, Headers({"Docker-Content-Digest": _digest(data)}))
             if (repo, ref) not in self.manifests:
-                return BufferedResponse(
-                    404, HTTPHeaderDict(), b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'
-                )
+                return BufferedResponse(404, Headers(), b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
             data, media_type = self.manifests[(repo, ref)]
             digest = "sha256:" + "0" * 64 if self.wrong_digest_header else _digest(data)
-            answer = HTTPHeaderDict({"Content-Type": media_type, "Docker-Content-Digest": digest})
+            answer = Headers({"Content-Type": media_type, "Docker-Content-Digest": digest})
             return BufferedResponse(200, answer, b"" if method == "HEAD" else data)
         if "/blobs/uploads/" in path:
             repo = path.partition("/blobs/uploads/")[0]
@@ -87,26 +82,26 @@ class FakeDistribution:
                     query["from"][0], set()
                 ):
                     self.repo_blobs.setdefault(repo, set()).add(query["mount"][0])
-                    return BufferedResponse(201, HTTPHeaderDict())
+                    return BufferedResponse(201, Headers())
                 session = f"s{len(self.uploads)}"
                 self.uploads[session] = bytearray()
                 location = f"/v2/{repo}/blobs/uploads/{session}"
-                return BufferedResponse(202, HTTPHeaderDict({"Location": location}))
+                return BufferedResponse(202, Headers({"Location": location}))
             session = path.rpartition("/")[2]
             data = body if isinstance(body, bytes) else (body.read() if body else b"")
             self.uploads[session] += data
             if method == "PATCH":
-                return BufferedResponse(202, HTTPHeaderDict({"Location": parts.path}))
+                return BufferedResponse(202, Headers({"Location": parts.path}))
             digest = query["digest"][0]
             assert _digest(bytes(self.uploads[session])) == digest
             self.blobs[digest] = bytes(self.uploads[session])
             self.repo_blobs.setdefault(repo, set()).add(digest)
-            return BufferedResponse(201, HTTPHeaderDict())
+            return BufferedResponse(201, Headers())
         repo, _, digest = path.partition("/blobs/")
         if digest not in self.repo_blobs.get(repo, set()):
-            return BufferedResponse(404, HTTPHeaderDict())
+            return BufferedResponse(404, Headers())
         data = self.blobs[digest]
-        answer = HTTPHeaderDict({"Content-Length": str(len(data))})
+        answer = Headers({"Content-Length": str(len(data))})
         return BufferedResponse(200, answer, b"" if method == "HEAD" else data)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from urllib3 import HTTPHeaderDict
 
 from imagetools.errors import AuthError, BlobMismatch, RegistryError
 from imagetools.manifest import Descriptor
@@ -21,7 +20,7 @@ from imagetools.registry import credentials
 from imagetools.registry.auth import Authenticator, merge_scopes, parse_challenges
 from imagetools.registry.client import RegistryClient, RegistryHTTPError
 from imagetools.registry.config import is_insecure
-from imagetools.registry.transport import BufferedResponse, ConnectionFailed
+from imagetools.registry.transport import BufferedResponse, ConnectionFailed, Headers
 from imagetools.store import Store
 from tests.support.fake_transport import FakeTransport, Handler, Sent, answer, fake_client
 
@@ -236,7 +235,7 @@ def _blob_server(break_first: int | None, range_ok: bool = True) -> Handler:
             )
         if calls[0] == 1 and break_first is not None:
             return StreamResponse(
-                200, HTTPHeaderDict({"Content-Length": str(len(BLOB))}), BLOB, break_first
+                200, Headers({"Content-Length": str(len(BLOB))}), BLOB, break_first
             )
         return answer(200, BLOB, Content_Length=str(len(BLOB)))
 
@@ -306,7 +305,7 @@ def test_endless_breakage_gives_up_with_the_position(tmp_path: Path) -> None:
         headers = {"Content-Length": str(len(rest))}
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(BLOB) - 1}/{len(BLOB)}"
-        return StreamResponse(206 if start else 200, HTTPHeaderDict(headers), rest, 1000)
+        return StreamResponse(206 if start else 200, Headers(headers), rest, 1000)
 
     client, transport = fake_client(handler)
     ingest = store.ingest(BLOB_DIGEST, len(BLOB))

@@ -17,6 +17,7 @@ A failed vfs unpack removes the rootfs it created; config.json is never left hal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from imagetools.layer import DEFAULT_LIMIT, MEDIA_TYPES, apply_layer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from imagetools.store import Store
@@ -149,70 +150,91 @@ def unpack(
 ) -> Path:
     """Unpack the image into ``bundle`` (rootfs/ and config.json); returns the bundle's path.
     An existing config.json (or a non-empty rootfs) is refused unless ``force``.
-    ``rootless`` (default: not root): no chown, devices become placeholder files."""
-    from imagetools.convert import check as check_config
-    from imagetools.convert import runtime_config
+    ``rootless`` (default: not root): no chown, devices become placeholder files.
+    Holds a store lease throughout: an ``image rm`` + ``gc`` meanwhile cannot take the blobs
+    from under the layers being applied."""
+    with _lease(store):
+        from imagetools.convert import check as check_config
+        from imagetools.convert import runtime_config
 
-    if rootless is None:
-        rootless = os.geteuid() != 0
-    image = resolve_image(store, ref_or_descriptor, platform)
-    check_config(image.config)  # no command, a bad Env ...: refused before anything is written
-    path = Path(bundle)
-    config_path = path / "config.json"
-    if not force:
-        for other in ("config.json", "config.yaml", "config.yml"):
-            if (path / other).exists():
-                raise ImageError(f"File {path / other} exists. Remove it first or use --force")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ImageError(f"bundle {path}: {(err.strerror or '').lower()}") from None
-
-    if snapshotter != "vfs":
-        # The snapshot engineer's hook: prepare(store, image, bundle, snapshotter=, rootless=,
-        # force=, warn=) makes the bundle's rootfs (e.g. an overlay of the layers, each
-        # unpacked once with apply_layer(..., whiteouts="overlay")) and returns the directory
-        # where the image's tree can be read (for /etc/passwd).
-        import importlib
-
-        prepare = importlib.import_module("imagetools.snapshots").prepare
-
-        rootfs = prepare(
-            store,
-            image,
-            path,
-            snapshotter=snapshotter,
-            rootless=rootless,
-            force=force,
-            warn=warn,
-        )
-    else:
-        rootfs = path / "rootfs"
-        _fresh_rootfs(rootfs, force)
+        if rootless is None:
+            rootless = os.geteuid() != 0
+        image = resolve_image(store, ref_or_descriptor, platform)
+        check_config(image.config)  # no command, a bad Env ...: refused before anything is written
+        path = Path(bundle)
+        config_path = path / "config.json"
+        if not force:
+            for other in ("config.json", "config.yaml", "config.yml"):
+                if (path / other).exists():
+                    raise ImageError(f"File {path / other} exists. Remove it first or use --force")
         try:
-            apply_image(store, image, rootfs, rootless=rootless, limit=limit, warn=warn)
-        except BaseException:
-            shutil.rmtree(rootfs, ignore_errors=True)
-            raise
-    annotations = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
-    if image.name:
-        annotations[IMAGE_NAME] = image.name
-    from imagetools import snapshots
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ImageError(f"bundle {path}: {(err.strerror or '').lower()}") from None
 
+        if snapshotter != "vfs":
+            # The snapshot engineer's hook: prepare(store, image, bundle, snapshotter=, rootless=,
+            # force=, warn=) makes the bundle's rootfs (e.g. an overlay of the layers, each
+            # unpacked once with apply_layer(..., whiteouts="overlay")) and returns the directory
+            # where the image's tree can be read (for /etc/passwd).
+            import importlib
+
+            prepare = importlib.import_module("imagetools.snapshots").prepare
+
+            rootfs = prepare(
+                store,
+                image,
+                path,
+                snapshotter=snapshotter,
+                rootless=rootless,
+                force=force,
+                warn=warn,
+            )
+        else:
+            rootfs = path / "rootfs"
+            _fresh_rootfs(rootfs, force)
+            try:
+                apply_image(store, image, rootfs, rootless=rootless, limit=limit, warn=warn)
+            except BaseException:
+                shutil.rmtree(rootfs, ignore_errors=True)
+                raise
+        annotations = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
+        if image.name:
+            annotations[IMAGE_NAME] = image.name
+        from imagetools import snapshots
+
+        try:
+            # The snapshotters' second hook: the annotations naming the bundle's snapshot (a vfs
+            # one is recorded now, for commit); a failure from here on releases it again.
+            annotations.update(
+                snapshots.snapshot_annotations(store, image, path, snapshotter, rootfs)
+            )
+            config = runtime_config(
+                image.config, str(rootfs), rootless=rootless, annotations=annotations
+            )
+            data = (json.dumps(config, indent="\t") + "\n").encode()
+            temp = config_path.with_name(f".{config_path.name}.tmp{os.getpid()}")
+            write_atomic(str(config_path), data, temp=str(temp))
+        except BaseException:
+            snapshots.abandon(store, path)
+            raise
+        return path
+
+
+@contextlib.contextmanager
+def _lease(store: Store) -> Iterator[None]:
+    """``store.lease()``, or nothing where the gc lock cannot be opened (no store at all, or
+    one this user may read but not lock): lookups then fail or proceed as they would."""
     try:
-        # The snapshotters' second hook: the annotations naming the bundle's snapshot (a vfs
-        # one is recorded now, for commit); a failure from here on releases it again.
-        annotations.update(snapshots.snapshot_annotations(store, image, path, snapshotter, rootfs))
-        config = runtime_config(
-            image.config, str(rootfs), rootless=rootless, annotations=annotations
-        )
-        data = (json.dumps(config, indent="\t") + "\n").encode()
-        temp = config_path.with_name(f".{config_path.name}.tmp{os.getpid()}")
-        write_atomic(str(config_path), data, temp=str(temp))
-    except BaseException:
-        snapshots.abandon(store, path)
-        raise
-    return path
+        lease = store.lease()
+        lease.__enter__()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lease.__exit__(None, None, None)
 
 
 def apply_image(

@@ -84,9 +84,12 @@ def _create(
 ) -> str:
     import shutil
 
+    # The lower snapshots, topmost first: a directory or symlink this layer goes through
+    # without an entry of its own is taken as they have it (what the merged view shows).
+    lower_trees = [f"{layout.layer_dir(lower.chain_id)}/fs" for lower in reversed(lowers)]
     with TmpDir(layout) as work:
         try:
-            _apply(store, layout, layer, f"{work}/fs", overlay_whiteouts=True)
+            _apply(store, layout, layer, f"{work}/fs", overlay_whiteouts=True, lowers=lower_trees)
         except UnpackError:
             if not lowers:
                 raise
@@ -110,7 +113,12 @@ def _create(
 
 
 def _apply(
-    store: Store, layout: Layout, layer: Layer, target: str, overlay_whiteouts: bool
+    store: Store,
+    layout: Layout,
+    layer: Layer,
+    target: str,
+    overlay_whiteouts: bool,
+    lowers: list[str] | None = None,
 ) -> None:
     from imagetools.layer import apply_layer
 
@@ -126,6 +134,7 @@ def _apply(
             whiteouts="overlay" if overlay_whiteouts else "delete",
             expected_diff_id=layer.diff_id,
             digest=descriptor["digest"],
+            lowers=lowers or (),
         )
 
 

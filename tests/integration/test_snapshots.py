@@ -33,6 +33,7 @@ from tests.support.layers import (
     hardlink,
     opaque,
     put_image,
+    symlink,
     tar,
     whiteout,
 )
@@ -291,6 +292,29 @@ def test_a_hardlink_into_a_lower_layer_is_applied_through_the_lowers(
     rootfs = bundle / "rootfs"
     assert (rootfs / "d/link").read_bytes() == b"shared"
     assert os.stat(rootfs / "d/link").st_ino == os.stat(rootfs / "d/target").st_ino
+
+
+def test_a_layer_without_its_parents_entries_sees_them_as_the_lowers_have_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """A layer writing lib/x where a lower has lib -> usr/lib, and etc/conf where a lower has
+    etc 0700 owned by 1000: overlay gives the tree vfs gives (the link is followed, not
+    shadowed by a new directory; etc keeps its owner and mode)."""
+    lower = tar(
+        directory("usr"),
+        directory("usr/lib"),
+        symlink("lib", "usr/lib"),
+        directory("private", mode=0o700, uid=1000, gid=1000),
+    )
+    upper = tar(file("lib/libx.so", b"x"), file("private/conf", b"c"))
+    put_image(store, "localhost/snap/parents:1", [busybox_layer(), lower, upper])
+    overlay = unpack(store, "localhost/snap/parents:1", tmp_path / "overlay")
+    vfs = unpack(store, "localhost/snap/parents:1", tmp_path / "vfs", snapshotter="vfs")
+    assert os.readlink(overlay / "rootfs/lib") == "usr/lib"
+    assert (overlay / "rootfs/usr/lib/libx.so").read_bytes() == b"x"
+    private = os.stat(overlay / "rootfs/private")
+    assert (private.st_uid, stat.S_IMODE(private.st_mode)) == (1000, 0o700)
+    assert tree(overlay / "rootfs") == tree(vfs / "rootfs")
 
 
 # -- the layer snapshot of a killed unpack is never used -----------------------------------------

@@ -289,3 +289,39 @@ def test_loads_and_gc_running_freely_never_break_an_image(tmp_path: Path) -> Non
     store.gc()
     assert set(store.blobs()) == store.reachable(d for _, d in store.refs())
     assert os.listdir(f"{root}/ingest") == []
+
+
+def test_gc_waits_for_an_unpack_until_its_layers_are_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image rm` and `image gc` while an unpack applies the layers: gc waits for it."""
+    import threading
+    import time
+
+    from imagetools import unpack as unpack_module
+    from tests.support.layers import file, put_image, tar
+
+    store = Store(str(tmp_path / "store"))
+    layers = [tar(file("a", b"first")), tar(file("b", b"second"))]
+    manifest = put_image(store, "localhost/busy:1", layers)
+    real_apply = unpack_module.apply_layer
+    seen: dict[str, Any] = {}
+
+    def apply_while_gc_runs(*args: Any, **kwargs: Any) -> Any:
+        if not seen:
+            store.remove_ref("localhost/busy:1")
+            collector = threading.Thread(target=lambda: seen.update(removed=store.gc()))
+            seen["gc"] = collector
+            collector.start()
+            time.sleep(0.3)
+            seen["waited"] = collector.is_alive()
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(unpack_module, "apply_layer", apply_while_gc_runs)
+    bundle = unpack_module.unpack(store, "localhost/busy:1", tmp_path / "b", rootless=True)
+    seen["gc"].join(10)
+    assert seen["waited"] is True
+    assert (bundle / "rootfs/a").read_bytes() == b"first"
+    assert (bundle / "rootfs/b").read_bytes() == b"second"
+    # The bundle's snapshot record keeps its image's blobs (for commit) after the name went.
+    assert seen["removed"] == [] and manifest["digest"] in set(store.blobs())

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from imagetools import manifest as mf
 from imagetools.errors import ImageError, ImageNotFound, InvalidReference, StoreError
 from imagetools.reference import Reference
-from imagetools.store import REF_ANNOTATION
+from imagetools.store import INDEX_ANNOTATION, REF_ANNOTATION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from imagetools.store import Store
 
-INDEX_ANNOTATION = "io.pyrun.image.index"  # set by pull: the index a platform came from
 _HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
 
 

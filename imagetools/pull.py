@@ -22,6 +22,10 @@ the name is the manifest that was selected; the index is recorded on the name's 
       io.pyrun.image.index.mediaType     its media type
     platform: the selected platform (or the config's os/architecture when there is no index)
 
+The index blob itself is stored too and kept while the name is (Store.reachable follows the
+annotation to that one blob): ``inspect`` shows its digest and ``--raw`` its bytes, as skopeo
+does for the same reference.
+
 ``image_manifest`` reads back a named image (a manifest, or an index from ``load``, resolved to
 the platform wanted) for the other commands.
 """
@@ -35,7 +39,7 @@ from imagetools.manifest import Descriptor, Index, Manifest, ManifestError, Plat
 from imagetools.parallel import run_all
 from imagetools.progress import NullProgress
 from imagetools.reference import Reference
-from imagetools.store import REF_ANNOTATION, digest_of
+from imagetools.store import INDEX_ANNOTATION, REF_ANNOTATION, digest_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +51,6 @@ if TYPE_CHECKING:
 
 PARALLEL = 6
 SOURCE_ANNOTATION = "io.pyrun.image.source"
-INDEX_ANNOTATION = "io.pyrun.image.index"
 INDEX_TYPE_ANNOTATION = "io.pyrun.image.index.mediaType"
 MAX_NESTING = 4
 
@@ -87,12 +90,13 @@ def _pull(
     )
     document = parse(data, media_type)
     index: Descriptor | None = None
+    index_data = b""
     chosen: Descriptor | None = None
     for _ in range(MAX_NESTING):
         if not isinstance(document, Index):
             break
         if index is None:
-            index = Descriptor(document.media_type, digest, len(data))
+            index, index_data = Descriptor(document.media_type, digest, len(data)), data
         chosen = document.select(wanted)
         data, media_type, digest = fetch_manifest(
             store, client, repository, chosen.digest, digest=chosen.digest, size=chosen.size
@@ -114,6 +118,8 @@ def _pull(
             )
         blobs = document.layers
     download_blobs(store, client, repository, blobs, progress, parallel)
+    if index is not None:
+        store.write_blob(index_data, index.digest)
     store.write_blob(data, digest)
     if found is None and chosen is None:
         found = _config_platform(store, document)

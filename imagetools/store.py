@@ -67,6 +67,9 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
+# On a name's descriptor (set by pull): the index the platform manifest was chosen from; its
+# blob is kept for as long as the name (``inspect --raw`` shows it, as skopeo does).
+INDEX_ANNOTATION = "io.pyrun.image.index"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 ALGORITHMS = ("sha256", "sha512")
 _CHUNK = 1 << 20
@@ -538,6 +541,9 @@ class Store:
             if not digest or digest in seen:
                 continue
             seen.add(digest)
+            index = (descriptor.get("annotations") or {}).get(INDEX_ANNOTATION)
+            if isinstance(index, str):
+                seen.add(index)  # the blob alone: its other platforms are not ours to keep
             media = descriptor.get("mediaType", "")
             if not ("manifest" in media or "index" in media) or not self.has_blob(digest):
                 continue

@@ -90,6 +90,15 @@ def test_pull_index_selects_the_platform(
     assert named["annotations"]["io.pyrun.image.index"] == index_digest
     assert named["annotations"]["io.pyrun.image.index.mediaType"].endswith("image.index.v1+json")
     assert named["platform"] == {"architecture": "amd64", "os": "linux"}
+    # The index is kept with the name: --raw shows what skopeo shows, gc leaves it.
+    raw = image_cli(root, "inspect", "--raw", ref, env=env)
+    assert raw.returncode == 0 and raw.stdout.encode() == registry_images.registry.inspect(
+        "multiarch:latest", raw=True
+    )
+    assert image_cli(root, "gc", env=env).returncode == 0
+    assert index_digest in stored_blobs(root)
+    inspected = json.loads(image_cli(root, "inspect", ref, env=env).stdout)
+    assert inspected["Digest"] == registry_images.registry.inspect("multiarch:latest")["Digest"]
 
     for platform in ("linux/arm64", "linux/arm64/v8", "linux/aarch64"):
         result = image_cli(root, "pull", "--platform", platform, "--tls-verify=false", ref, env=env)

@@ -56,6 +56,8 @@ lint: venv
 bench: setup
 	$(PY) bench/lifecycle.py
 	$(PY) bench/seccomp.py
+	$(PY) bench/images.py
+	$(PY) bench/snapshot.py
 	$(PY) bench/registry.py
 
 clean:

@@ -15,6 +15,11 @@ The flow (distribution's token spec, what docker and skopeo do)::
       │ GET /v2/<name>/manifests/t  Authorization: Bearer T           │
       │──────────────────────────────►│ 200 …                         │
 
+With an identity token (an OAuth2 refresh token from docker's config or a credential helper)
+the token request is the OAuth2 form instead: ``POST R`` with ``grant_type=refresh_token``,
+``refresh_token``, ``service``, ``scope`` and ``client_id``; a new refresh token in the answer
+replaces the old one for the rest of the process.
+
 A ``Basic`` challenge is answered with the credentials directly. Tokens are cached per set of
 scopes until they expire; a request whose scopes are covered by a cached token reuses it (the
 download threads of one pull share one token). Credentials are looked up only when a challenge
@@ -36,10 +41,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from imagetools.registry.credentials import Credentials
-    from imagetools.registry.transport import Transport
+    from imagetools.registry.transport import Response, Transport
 
 DEFAULT_TOKEN_LIFETIME = 60  # seconds, the spec's default for a token without expires_in
 EXPIRY_MARGIN = 5
+CLIENT_ID = "pyrun"  # OAuth2 client_id, required by the spec's token POST
 
 
 class Challenge:
@@ -178,7 +184,8 @@ class Authenticator:
         """The Authorization header for a request needing ``scopes``, if any is known yet."""
         if self.scheme == "basic":
             creds = self.credentials()
-            return {"Authorization": creds.basic_header()} if creds else {}
+            usable = creds is not None and not creds.identity_token
+            return {"Authorization": creds.basic_header()} if usable and creds else {}
         if self.scheme == "bearer":
             token = self._token(set(scopes))
             return {"Authorization": f"Bearer {token}"} if token else {}
@@ -207,7 +214,13 @@ class Authenticator:
             return
         if "basic" in by_scheme:
             self.scheme = "basic"
-            if self.credentials() is None:
+            creds = self.credentials()
+            if creds is not None and creds.identity_token:
+                raise AuthError(
+                    f"{self.registry} asks for a password (Basic auth), but its credentials are"
+                    f" an identity token: run `pyrun image login {self.registry}`"
+                )
+            if creds is None:
                 raise AuthError(
                     f"{self.registry} requires authentication: run `pyrun image login"
                     f" {self.registry}`"
@@ -246,27 +259,25 @@ class Authenticator:
             return token
 
     def _fetch_token(self, scopes: list[str]) -> tuple[str, float]:
-        query: list[tuple[str, str]] = []
-        if self.service:
-            query.append(("service", self.service))
-        query += [("scope", scope) for scope in scopes]
-        creds = self.credentials()
-        headers = {"Accept": "application/json"}
-        if creds is not None:
-            query.append(("account", creds.username))
-            headers["Authorization"] = creds.basic_header()
-        separator = "&" if "?" in self.realm else "?"
-        url = self.realm + (separator + urllib.parse.urlencode(query) if query else "")
-        if not url.startswith(("https://", "http://")):
+        if not self.realm.startswith(("https://", "http://")):
             raise AuthError(f"{self.registry}: token realm {self.realm!r} is not an HTTP URL")
+        creds = self.credentials()
         self.token_requests += 1
-        response = self.transport.request("GET", url, headers)
+        if creds is not None and creds.identity_token:
+            response = self._oauth_refresh(creds, scopes)
+        else:
+            response = self._token_get(creds, scopes)
         body = response.read(1 << 20)
         if response.status in (401, 403):
             if creds is None:
                 raise AuthError(
                     f"{self.registry} requires authentication: run `pyrun image login"
                     f" {self.registry}`"
+                )
+            if creds.identity_token:
+                raise AuthError(
+                    f"{self.registry}: the token server refused the identity token"
+                    f" ({response.status}): run `pyrun image login {self.registry}`"
                 )
             raise AuthError(
                 f"{self.registry}: the token server refused the credentials of user"
@@ -284,10 +295,45 @@ class Authenticator:
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.registry}: token server {self.realm} sent no token")
+        refresh = answer.get("refresh_token")
+        if creds is not None and creds.identity_token and isinstance(refresh, str) and refresh:
+            creds.identity_token = refresh  # a rotating server: the old one may now be spent
         lifetime = answer.get("expires_in")
         if not isinstance(lifetime, int | float) or lifetime <= 0:
             lifetime = DEFAULT_TOKEN_LIFETIME
         return token, float(lifetime)
+
+    def _token_get(self, creds: Credentials | None, scopes: list[str]) -> Response:
+        """distribution's token spec: GET realm?service=&scope=…, Basic credentials if any."""
+        query: list[tuple[str, str]] = []
+        if self.service:
+            query.append(("service", self.service))
+        query += [("scope", scope) for scope in scopes]
+        headers = {"Accept": "application/json"}
+        if creds is not None:
+            query.append(("account", creds.username))
+            headers["Authorization"] = creds.basic_header()
+        separator = "&" if "?" in self.realm else "?"
+        url = self.realm + (separator + urllib.parse.urlencode(query) if query else "")
+        return self.transport.request("GET", url, headers)
+
+    def _oauth_refresh(self, creds: Credentials, scopes: list[str]) -> Response:
+        """distribution's OAuth2 spec: POST realm, grant_type=refresh_token (what docker
+        does with an identity token)."""
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": creds.identity_token,
+            "service": self.service,
+            "client_id": CLIENT_ID,
+            "scope": " ".join(scopes),
+        }
+        data = urllib.parse.urlencode(form).encode()
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Length": str(len(data)),
+        }
+        return self.transport.request("POST", self.realm, headers, data)
 
 
 def basic_header(username: str, password: str) -> str:

@@ -13,7 +13,11 @@ Files (docker's config.json "auths" format, which podman and skopeo share)::
 Keys may be written as ``host``, ``https://host`` or ``https://host/v1/``; Docker Hub is
 ``docker.io`` in pyrun's file and ``https://index.docker.io/v1/`` in docker's. A helper that is
 named but not installed is an error that says so; a helper that has no entry ("credentials not
-found") means anonymous. Identity tokens (OAuth refresh tokens) are not supported.
+found") means anonymous.
+
+An entry with ``"identitytoken"`` (what ``docker login`` keeps for registries that hand out
+OAuth2 refresh tokens), or a helper answering with the user ``<token>``, gives credentials
+with no password: only a bearer token server accepts them (a refresh_token grant).
 """
 
 from __future__ import annotations
@@ -40,22 +44,27 @@ DOCKER_HUB_KEYS = (
 
 
 class Credentials:
-    __slots__ = ("password", "username")
+    """A user and password, or an identity token (an OAuth2 refresh token, no password)."""
 
-    def __init__(self, username: str, password: str) -> None:
+    __slots__ = ("identity_token", "password", "username")
+
+    def __init__(self, username: str, password: str, identity_token: str = "") -> None:
         self.username = username
         self.password = password
+        self.identity_token = identity_token
+
+    def _key(self) -> tuple[str, str, str]:
+        return (self.username, self.password, self.identity_token)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Credentials) and (self.username, self.password) == (
-            other.username,
-            other.password,
-        )
+        return isinstance(other, Credentials) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.username, self.password))
+        return hash(self._key())
 
     def __repr__(self) -> str:
+        if self.identity_token:
+            return f"Credentials({self.username!r}, identity_token='***')"
         return f"Credentials({self.username!r}, '***')"
 
     def basic_header(self) -> str:
@@ -107,6 +116,7 @@ def _entry(path: str, auths: Any, registry: str) -> Credentials | None:
     for key, entry in auths.items():
         if normalize_key(key) != registry or not isinstance(entry, dict):
             continue
+        user, password, given = "", "", False
         if entry.get("auth"):
             try:
                 raw = base64.b64decode(entry["auth"], validate=True).decode()
@@ -115,14 +125,16 @@ def _entry(path: str, auths: Any, registry: str) -> Credentials | None:
             user, colon, password = raw.partition(":")
             if not colon:
                 raise AuthError(f"{path}: the auth entry of {key} is not user:password")
+            given = True
+        elif entry.get("username"):
+            user, password = str(entry["username"]), str(entry.get("password") or "")
+            given = bool(password)
+        token = entry.get("identitytoken")
+        if token:
+            # docker prefers the identity token; "auth" then holds the user and no password.
+            return Credentials(user or "<token>", "", identity_token=str(token))
+        if given:
             return Credentials(user, password)
-        if entry.get("username") and entry.get("password"):
-            return Credentials(str(entry["username"]), str(entry["password"]))
-        if entry.get("identitytoken"):
-            raise AuthError(
-                f"{path}: {key} has an identity token (OAuth), which pyrun does not support:"
-                f" run `pyrun image login {registry}`"
-            )
     return None
 
 
@@ -155,7 +167,7 @@ def _helper(name: str, registry: str, path: str) -> Credentials | None:
     except (ValueError, KeyError, TypeError):
         raise AuthError(f"{program} get {server}: unexpected answer") from None
     if username == "<token>":
-        raise AuthError(f"{program}: identity tokens (OAuth) are not supported")
+        return Credentials("<token>", "", identity_token=str(secret))
     return Credentials(str(username), str(secret))
 
 

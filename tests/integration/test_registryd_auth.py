@@ -599,6 +599,35 @@ def test_pyrun_image_login_pull_push(pushed: Server, tmp_path: Path) -> None:
     assert wrong.returncode != 0 and "refused the credentials" in wrong.stderr, wrong
 
 
+@pytest.mark.parametrize("server", ["token"], indirect=True)
+def test_pyrun_pulls_with_docker_logins_identity_token(pushed: Server, tmp_path: Path) -> None:
+    """What `docker login` keeps for a registry that gives refresh tokens: the user and an
+    identitytoken, no password. pyrun trades it for access tokens (OAuth2 refresh grant)."""
+    query = urllib.parse.urlencode(
+        {"service": "registryd-test", "offline_token": "true", "client_id": "docker"}
+    )
+    issued = http("GET", f"{pushed.url}/token?{query}", basic_header("bob"))
+    assert issued.status == 200 and issued.body["refresh_token"]
+    env = image_env(tmp_path)
+    docker_config = Path(env["DOCKER_CONFIG"]) / "config.json"
+    entry = {"auth": base64.b64encode(b"bob:").decode(), "identitytoken": ""}
+    store = tmp_path / "store"
+    ref = f"{pushed.host}/alice/app:v1"
+
+    entry["identitytoken"] = issued.body["refresh_token"]
+    docker_config.write_text(json.dumps({"auths": {pushed.host: entry}}))
+    grants = pushed.daemon.log().count('"POST /token" 200')
+    result = image_cli(store, "pull", "-q", "--tls-verify=false", ref, env=env)
+    assert result.returncode == 0, result
+    assert pushed.daemon.log().count('"POST /token" 200') == grants + 1
+
+    entry["identitytoken"] = issued.body["refresh_token"][:-4] + "AAAA"
+    docker_config.write_text(json.dumps({"auths": {pushed.host: entry}}))
+    result = image_cli(tmp_path / "other", "pull", "-q", "--tls-verify=false", ref, env=env)
+    assert result.returncode == 1
+    assert "refused the identity token (401): run `pyrun image login" in result.stderr
+
+
 # -- start-up -----------------------------------------------------------------------------------
 
 

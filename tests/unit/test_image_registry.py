@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -159,6 +160,55 @@ def test_bearer_refusals_are_clear() -> None:
     client, _ = fake_client(never, credentials.Credentials("u", "p"))
     with pytest.raises(AuthError, match="user 'u' may not repository:a/b:pull"):
         client.request("GET", "/v2/a/b/manifests/latest", ("repository:a/b:pull",))
+
+
+class OAuthRegistry(TokenRegistry):
+    """TokenRegistry whose token server also takes the OAuth2 refresh_token grant and
+    rotates refresh tokens (R1 -> R2 -> ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refresh = "R1"
+
+    def __call__(self, sent: Sent) -> BufferedResponse:
+        if sent.method == "POST" and sent.url == "https://auth.example/token":
+            form = urllib.parse.parse_qs(sent.body.decode())
+            if form.get("refresh_token") != [self.refresh] or form.get("client_id") != ["pyrun"]:
+                return answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+            assert form["grant_type"] == ["refresh_token"] and form["service"] == ["reg.example"]
+            assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
+            self.issued += 1
+            self.refresh = f"R{self.issued + 1}"
+            body = {"access_token": f"T{self.issued}", "refresh_token": self.refresh}
+            return answer(200, json.dumps(body).encode())
+        return super().__call__(sent)
+
+
+def test_identity_tokens_use_the_oauth_refresh_grant() -> None:
+    registry = OAuthRegistry()
+    creds = credentials.Credentials("<token>", "", identity_token="R1")
+    client, transport = fake_client(registry, creds)
+    client.request("GET", "/v2/a/b/manifests/latest", ("repository:a/b:pull",))
+    token_request = transport.sent[1]
+    assert token_request.method == "POST" and "Authorization" not in token_request.headers
+    form = urllib.parse.parse_qs(token_request.body.decode())
+    assert form["scope"] == ["repository:a/b:pull"]
+    assert transport.sent[2].headers["Authorization"] == "Bearer T1"
+    # The rotated refresh token is the one used next.
+    client.request("GET", "/v2/c/blobs/x", ("repository:c:pull",))
+    assert registry.issued == 2 and creds.identity_token == "R3"
+
+    client, _ = fake_client(OAuthRegistry(), credentials.Credentials("<token>", "", "stale"))
+    with pytest.raises(AuthError, match=r"refused the identity token \(401\): run `pyrun image"):
+        client.request("GET", "/v2/a/b/manifests/latest", ("repository:a/b:pull",))
+
+    def basic_only(sent: Sent) -> BufferedResponse:
+        return answer(401, WWW_Authenticate='Basic realm="r"')
+
+    client, transport = fake_client(basic_only, credentials.Credentials("u", "", "R1"))
+    with pytest.raises(AuthError, match=r"asks for a password .* an identity token"):
+        client.check_login()
+    assert len(transport.sent) == 1
 
 
 def test_basic_auth() -> None:
@@ -352,6 +402,15 @@ def test_docker_config_spellings_and_helpers(config_home: Path) -> None:
     docker.write_text(json.dumps({"credsStore": "pyrun-absent-helper"}))
     with pytest.raises(AuthError, match="docker-credential-pyrun-absent-helper is not installed"):
         credentials.lookup("r.example")
+    # docker login's identity tokens: with the user in "auth" (no password), or alone.
+    user_only = base64.b64encode(b"alice:").decode()
+    docker.write_text(
+        json.dumps({"auths": {"r.example": {"auth": user_only, "identitytoken": "R1"}}})
+    )
+    assert credentials.lookup("r.example") == credentials.Credentials("alice", "", "R1")
+    docker.write_text(json.dumps({"auths": {"r.example": {"identitytoken": "R2"}}}))
+    assert credentials.lookup("r.example") == credentials.Credentials("<token>", "", "R2")
+    assert "R2" not in repr(credentials.lookup("r.example"))
     # pyrun's own file wins over docker's.
     credentials.save("r.example", credentials.Credentials("own", "x"))
     assert credentials.lookup("r.example") == credentials.Credentials("own", "x")

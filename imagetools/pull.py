@@ -63,14 +63,18 @@ def pull(
     progress: Progress | None = None,
     client: RegistryClient | None = None,
     parallel: int = PARALLEL,
+    cert_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Pull ``ref`` into ``store``; returns the descriptor now named ``str(ref)``."""
+    """Pull ``ref`` into ``store``; returns the descriptor now named ``str(ref)``.
+    ``cert_dir``: the registry's CA and client certificates (default: its certs.d dirs)."""
     reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     if client is None:
         from imagetools.registry.client import RegistryClient
 
-        client = RegistryClient(reference.registry, tls_verify=tls_verify, pool_size=parallel)
+        client = RegistryClient(
+            reference.registry, tls_verify=tls_verify, pool_size=parallel, cert_dir=cert_dir
+        )
     # The lease keeps gc away from blobs found or fetched until the name reaches them.
     with store.lease():
         return _pull(store, reference, wanted, client, progress or NullProgress(), parallel)

@@ -72,16 +72,19 @@ def push(
     parallel: int = PARALLEL,
     monolithic_max: int = MONOLITHIC_MAX,
     chunk_size: int = CHUNK_SIZE,
+    cert_dir: str | None = None,
 ) -> dict[str, Any]:
     """Push the stored image ``source`` to ``destination`` (default: its own name); returns
-    the descriptor of what the destination now names."""
+    the descriptor of what the destination now names. ``cert_dir`` as for pull."""
     _, top = resolve_name(store, source)
     if destination is None:
         destination = source
     dest = Reference.parse(destination)
     if dest.digest is not None and dest.digest != top["digest"]:
         raise ImageError(f"{destination}: the image's digest is {top['digest']}")
-    client = client or RegistryClient(dest.registry, tls_verify=tls_verify, pool_size=parallel)
+    client = client or RegistryClient(
+        dest.registry, tls_verify=tls_verify, pool_size=parallel, cert_dir=cert_dir
+    )
     progress = progress or NullProgress()
 
     manifests, blobs = _walk(store, Descriptor.from_json(top, "descriptor"))

@@ -29,15 +29,27 @@ def _tls(option: bool | None, context: ImageContext) -> bool | None:
     return option if option is not None else context.tls_verify
 
 
+_CERT_DIR_HELP = "the registry's CA (*.crt) and client (*.cert + *.key) certificates"
+cert_dir_option = click.option(
+    "--cert-dir", type=click.Path(file_okay=False), default=None, help=_CERT_DIR_HELP
+)
+
+
 @image.command("pull", help="Pull an image from a registry into the store.")
 @click.option("--platform", default=None, help="os/arch[/variant] (default: this machine)")
 @click.option("--tls-verify", "tls_verify", type=click.BOOL, default=None, help=_TLS_HELP)
+@cert_dir_option
 @click.option("-q", "--quiet", is_flag=True, help="no progress, only the digest")
 @click.argument("ref")
 @click.pass_obj
 @command
 def pull_command(
-    context: ImageContext, ref: str, platform: str | None, tls_verify: bool | None, quiet: bool
+    context: ImageContext,
+    ref: str,
+    platform: str | None,
+    tls_verify: bool | None,
+    cert_dir: str | None,
+    quiet: bool,
 ) -> None:
     from imagetools.progress import make_progress
     from imagetools.pull import pull
@@ -50,6 +62,7 @@ def pull_command(
             platform=platform,
             tls_verify=_tls(tls_verify, context),
             progress=progress,
+            cert_dir=cert_dir,
         )
     finally:
         progress.close()
@@ -58,13 +71,19 @@ def pull_command(
 
 @image.command("push", help="Push a stored image to a registry (to DEST: another name).")
 @click.option("--tls-verify", "tls_verify", type=click.BOOL, default=None, help=_TLS_HELP)
+@cert_dir_option
 @click.option("-q", "--quiet", is_flag=True, help="no progress, only the digest")
 @click.argument("ref")
 @click.argument("dest", required=False)
 @click.pass_obj
 @command
 def push_command(
-    context: ImageContext, ref: str, dest: str | None, tls_verify: bool | None, quiet: bool
+    context: ImageContext,
+    ref: str,
+    dest: str | None,
+    tls_verify: bool | None,
+    cert_dir: str | None,
+    quiet: bool,
 ) -> None:
     from imagetools.progress import make_progress
     from imagetools.push import push
@@ -72,7 +91,12 @@ def push_command(
     progress = make_progress(quiet)
     try:
         descriptor = push(
-            context.store(), ref, dest, tls_verify=_tls(tls_verify, context), progress=progress
+            context.store(),
+            ref,
+            dest,
+            tls_verify=_tls(tls_verify, context),
+            progress=progress,
+            cert_dir=cert_dir,
         )
     finally:
         progress.close()
@@ -84,6 +108,7 @@ def push_command(
 @click.option("-p", "--password", default=None, help="(visible to ps: prefer --password-stdin)")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 @click.option("--tls-verify", "tls_verify", type=click.BOOL, default=None, help=_TLS_HELP)
+@cert_dir_option
 @click.argument("registry")
 @click.pass_obj
 @command
@@ -94,6 +119,7 @@ def login_command(
     password: str | None,
     password_stdin: bool,
     tls_verify: bool | None,
+    cert_dir: str | None,
 ) -> None:
     from imagetools.errors import AuthError
     from imagetools.registry import credentials
@@ -115,7 +141,9 @@ def login_command(
         raise AuthError("the username and the password must not be empty")
     key = credentials.normalize_key(registry)
     given = credentials.Credentials(username, password)
-    client = RegistryClient(key, tls_verify=_tls(tls_verify, context), credentials=lambda: given)
+    client = RegistryClient(
+        key, tls_verify=_tls(tls_verify, context), credentials=lambda: given, cert_dir=cert_dir
+    )
     client.check_login()
     path = credentials.save(key, given)
     click.echo(f"Login Succeeded ({path})")

@@ -17,6 +17,7 @@ import json
 import click
 
 from imagetools.cli import ImageContext, command, image
+from imagetools.cli.registry import cert_dir_option
 
 TRUNCATE = 45
 HUB_SEARCH = "index.docker.io"
@@ -50,11 +51,17 @@ def table(rows: list[tuple[str, str, str, str]]) -> list[str]:
     default=None,
     help="require HTTPS with a verified certificate (false: also plain HTTP)",
 )
+@cert_dir_option
 @click.argument("term")
 @click.pass_obj
 @command
 def search_command(
-    context: ImageContext, term: str, limit: int, no_trunc: bool, tls_verify: bool | None
+    context: ImageContext,
+    term: str,
+    limit: int,
+    no_trunc: bool,
+    tls_verify: bool | None,
+    cert_dir: str | None,
 ) -> None:
     from urllib.parse import urlencode
 
@@ -63,7 +70,8 @@ def search_command(
 
     registry, query = split_term(term)
     verify = tls_verify if tls_verify is not None else context.tls_verify
-    client = RegistryClient(HUB_SEARCH if registry == "docker.io" else registry, tls_verify=verify)
+    host = HUB_SEARCH if registry == "docker.io" else registry
+    client = RegistryClient(host, tls_verify=verify, cert_dir=cert_dir)
     path = "/v1/search?" + urlencode({"q": query, "n": limit})
     response = client.request("GET", path, ())
     try:

@@ -71,6 +71,7 @@ class RegistryClient:
         transport: Transport | None = None,
         credentials: Callable[[], creds.Credentials | None] | None = None,
         pool_size: int = 8,
+        cert_dir: str | None = None,
     ) -> None:
         self.registry = registry
         self.host = DOCKER_HUB_API if registry == DEFAULT_REGISTRY else registry
@@ -78,7 +79,7 @@ class RegistryClient:
             tls_verify = not is_insecure(registry)
         self.tls_verify = tls_verify
         self.transport: Transport = transport or HTTPTransport(
-            verify=tls_verify, host=self.host, pool_size=pool_size
+            verify=tls_verify, host=self.host, pool_size=pool_size, cert_dir=cert_dir
         )
         self.auth = Authenticator(
             registry, self.transport, credentials or (lambda: creds.lookup(registry))

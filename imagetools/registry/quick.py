@@ -5,7 +5,7 @@ whole pull of a 30 MB image from a local registry (bench/images.py measures both
 takes only this shape and runs it exactly as ``imagetools/cli/registry.py``'s command does
 (same progress, same stdout, same error line and exit code)::
 
-    image [--root R] pull [--platform P] [--tls-verify[=]BOOL] [-q|--quiet] REF
+    image [--root R] pull [--platform P] [--tls-verify[=]BOOL] [--cert-dir D] [-q|--quiet] REF
 
 (``--opt=value`` or ``--opt value``; BOOL as click spells it: true/false, yes/no, 1/0, on/off).
 Anything else (help, other commands, unknown options, two refs) returns None before any side
@@ -21,9 +21,10 @@ _FALSE = ("0", "false", "f", "no", "n", "off")
 
 
 class Options:
-    __slots__ = ("platform", "quiet", "ref", "tls_verify")
+    __slots__ = ("cert_dir", "platform", "quiet", "ref", "tls_verify")
 
     def __init__(self) -> None:
+        self.cert_dir: str | None = None
         self.platform: str | None = None
         self.tls_verify: bool | None = None
         self.quiet = False
@@ -54,6 +55,10 @@ def _parse(args: list[str]) -> Options | None:
         if name == "--platform":
             options.platform = value(given)
             if not options.platform:
+                return None
+        elif name == "--cert-dir":
+            options.cert_dir = value(given)
+            if not options.cert_dir:
                 return None
         elif name == "--tls-verify":
             text = value(given)
@@ -93,6 +98,7 @@ def main(root: str | None, args: list[str]) -> int | None:
                 platform=options.platform,
                 tls_verify=options.tls_verify,
                 progress=progress,
+                cert_dir=options.cert_dir,
             )
         finally:
             progress.close()

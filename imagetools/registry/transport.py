@@ -20,7 +20,6 @@ the HTTP/1.1 framing. What urllib3 added is here, kept small:
 
 from __future__ import annotations
 
-import glob
 import http.client
 import os
 import select
@@ -76,8 +75,6 @@ CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 120.0
 SEND_BLOCK = 1 << 20
 _BODY_HEADERS = ("content-length", "content-type", "content-range")
-# Per-registry CA certificates, as docker and podman keep them: <dir>/<host[:port]>/*.crt.
-CERT_DIRS = ("/etc/pyrun/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 class ConnectionFailed(RegistryError):
@@ -215,9 +212,11 @@ class HTTPTransport:
         pool_size: int = 8,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        cert_dir: str | None = None,
     ) -> None:
         self.verify = verify
         self.host = host
+        self.cert_dir = cert_dir  # None: the certs.d directories of ``host`` (registry/tls.py)
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -364,16 +363,9 @@ class HTTPTransport:
     def _tls_context(self) -> ssl.SSLContext:
         with self._lock:
             if self._context is None:
-                if self.verify:
-                    context = ssl.create_default_context()
-                    for path in _ca_files(self.host):
-                        context.load_verify_locations(path)
-                else:
-                    # No certificate checks: no need to load the system's CAs either (~30 ms).
-                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                self._context = context
+                from imagetools.registry.tls import context_for
+
+                self._context = context_for(self.host, self.verify, self.cert_dir)
             return self._context
 
 
@@ -451,12 +443,3 @@ def _ssl_reason(err: ssl.SSLError) -> str:
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def _ca_files(host: str) -> list[str]:
-    found: list[str] = []
-    if not host:
-        return found
-    for base in CERT_DIRS:
-        found += sorted(glob.glob(f"{base}/{host}/*.crt"))
-    return [path for path in found if os.path.isfile(path)]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.imagecli import image_cli, image_env
 from tests.support.layers import manifest_blob
 from tests.support.oci_images import OCIImages
 from tests.support.registry import clear_skopeo_cache
@@ -193,8 +194,8 @@ def test_graceful_stop_finishes_the_upload_in_flight(tmp_path: Path) -> None:
     assert blob.read_bytes() == data
 
 
-def test_tls(tmp_path: Path, oci_images: OCIImages) -> None:
-    certs = tmp_path / "certs"
+def self_signed(certs: Path) -> None:
+    """certs/ca.crt and certs/key.pem: a P-256 certificate for 127.0.0.1, its own CA."""
     certs.mkdir()
     subprocess.run(
         [
@@ -220,6 +221,11 @@ def test_tls(tmp_path: Path, oci_images: OCIImages) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def test_tls(tmp_path: Path, oci_images: OCIImages) -> None:
+    certs = tmp_path / "certs"
+    self_signed(certs)
     config = f"tls:\n  certificate: {certs / 'ca.crt'}\n  key: {certs / 'key.pem'}\n"
     server = Registryd(tmp_path / "r", config).start()
     try:
@@ -267,6 +273,64 @@ def test_tls(tmp_path: Path, oci_images: OCIImages) -> None:
                 timeout=120,
             )
             assert sha(result.stdout) == oci_images.manifests["layers"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_pyrun_image_over_verified_tls(tmp_path: Path, oci_images: OCIImages) -> None:
+    """pyrun's registry client against registryd's TLS: refused without the CA, trusted with
+    --cert-dir (pull, push, login), unverified with --tls-verify=false."""
+    certs = tmp_path / "certs"
+    self_signed(certs)
+    config = f"tls:\n  certificate: {certs / 'ca.crt'}\n  key: {certs / 'key.pem'}\n"
+    server = Registryd(tmp_path / "r", config).start()
+    env = image_env(tmp_path)
+    store = tmp_path / "store"
+    ref = f"{server.host}/tls/layers:1"
+    try:
+        clear_skopeo_cache()
+        source = f"oci:{oci_images.ref('layers')}"
+        copied = subprocess.run(
+            [
+                "skopeo",
+                "--insecure-policy",
+                "copy",
+                "--dest-cert-dir",
+                str(certs),
+                source,
+                "docker://" + ref,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert copied.returncode == 0, copied.stderr
+
+        refused = image_cli(store, "pull", "-q", ref, env=env)
+        assert refused.returncode == 1
+        assert "certificate verify failed" in refused.stderr
+        assert "--tls-verify=false" in refused.stderr
+        pulled = image_cli(store, "pull", "-q", "--cert-dir", str(certs), ref, env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        assert pulled.stdout.strip() == oci_images.manifests["layers"]
+        again = f"{server.host}/tls/again:1"
+        pushed = image_cli(store, "push", "-q", "--cert-dir", str(certs), ref, again, env=env)
+        assert pushed.returncode == 0, pushed.stderr
+        login = image_cli(
+            store, "login", "--cert-dir", str(certs), "-u", "u", "-p", "p", server.host, env=env
+        )
+        assert login.returncode == 0, login.stderr  # no auth configured: any login works
+        unverified = image_cli(
+            tmp_path / "other", "pull", "-q", "--tls-verify=false", again, env=env
+        )
+        assert unverified.returncode == 0, unverified.stderr
+
+        missing = image_cli(store, "pull", "--cert-dir", str(tmp_path / "none"), ref, env=env)
+        assert missing.returncode == 1 and "no such directory" in missing.stderr
+        (certs / "client.cert").write_bytes((certs / "ca.crt").read_bytes())
+        lonely = image_cli(store, "pull", "--cert-dir", str(certs), ref, env=env)
+        assert lonely.returncode == 1
+        assert f"{certs}/client.cert: found without its key {certs}/client.key" in lonely.stderr
     finally:
         assert server.stop() == 0
 

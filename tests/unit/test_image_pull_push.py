@@ -343,6 +343,15 @@ def parse_pull(args: list[str]) -> tuple[Any, ...] | None:
     return (routed[0], options.platform, options.tls_verify, options.quiet, options.ref)
 
 
+def test_the_click_free_pull_takes_a_cert_dir() -> None:
+    from imagetools.registry.quick import _parse
+
+    for args in (["--cert-dir", "/c", "x"], ["--cert-dir=/c", "-q", "x"]):
+        options = _parse(args)
+        assert options is not None and (options.cert_dir, options.ref) == ("/c", "x")
+    assert _parse(["--cert-dir"]) is None and _parse(["--cert-dir=", "x"]) is None
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -223,6 +223,9 @@ class HTTPTransport:
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
+        from imagetools.registry.proxy import Proxies
+
+        self._proxies = Proxies()
 
     # -- the request loop -----------------------------------------------------------------
     def request(
@@ -289,7 +292,11 @@ class HTTPTransport:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        connection, reused = self._acquire(origin)
+        connection, reused = self._acquire(parts)
+        if isinstance(connection, _ForwardingConnection):
+            # Plain HTTP through a proxy: the whole URL on the request line.
+            target = f"{parts.scheme}://{parts.netloc}{target}"
+            headers = {**headers, **connection.proxy_headers}
         if connection.sock is None:
             try:
                 connection.connect()
@@ -302,6 +309,11 @@ class HTTPTransport:
                 ) from None
             except (OSError, http.client.HTTPException) as err:
                 connection.close()
+                if str(err).startswith("Tunnel connection failed"):
+                    raise ConnectionFailed(
+                        f"{_origin(url)}: the proxy refused the tunnel:"
+                        f" {str(err).partition(': ')[2]}"
+                    ) from None
                 raise _Retry(_explain(err), connecting=True) from None
         try:
             connection.request(method, target, body=body, headers=dict(headers))
@@ -317,7 +329,8 @@ class HTTPTransport:
         return HTTPResponse(self, origin, connection, response, url)
 
     # -- the pool -------------------------------------------------------------------------
-    def _acquire(self, origin: tuple[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+    def _acquire(self, parts: urllib.parse.SplitResult) -> tuple[http.client.HTTPConnection, bool]:
+        origin = (parts.scheme, parts.netloc)
         with self._lock:
             idle = self._idle.get(origin)
             connection = idle.pop() if idle else None
@@ -327,23 +340,36 @@ class HTTPTransport:
                 connection.close()  # the server let it go; request() connects again
                 return connection, False
             return connection, sock is not None
-        scheme, netloc = origin
-        if scheme == "https":
-            return (
-                http.client.HTTPSConnection(
-                    netloc,
-                    timeout=self.connect_timeout,
-                    context=self._tls_context(),
-                    blocksize=SEND_BLOCK,
-                ),
-                False,
-            )
-        if scheme != "http":
+        return self._connection(parts), False
+
+    def _connection(self, parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
+        """A new (unconnected) connection to the origin, or to the proxy that leads there."""
+        scheme, netloc = parts.scheme, parts.netloc
+        if scheme not in ("http", "https"):
             raise RegistryError(f"unsupported URL scheme {scheme!r} in {scheme}://{netloc}")
-        return (
-            http.client.HTTPConnection(netloc, timeout=self.connect_timeout, blocksize=SEND_BLOCK),
-            False,
-        )
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise RegistryError(f"{scheme}://{netloc}: not a valid port") from None
+        host = parts.hostname or ""
+        proxy = self._proxies.for_url(scheme, host, port)
+        timeout, block = self.connect_timeout, SEND_BLOCK
+        if scheme == "https":
+            context = self._tls_context()
+            if proxy is None:
+                return http.client.HTTPSConnection(
+                    netloc, timeout=timeout, context=context, blocksize=block
+                )
+            tunnel = http.client.HTTPSConnection(
+                proxy.host, proxy.port, timeout=timeout, context=context, blocksize=block
+            )
+            tunnel.set_tunnel(host, port, headers=proxy.headers)
+            return tunnel
+        if proxy is None:
+            return http.client.HTTPConnection(netloc, timeout=timeout, blocksize=block)
+        forwarding = _ForwardingConnection(proxy.host, proxy.port, timeout=timeout, blocksize=block)
+        forwarding.proxy_headers = proxy.headers
+        return forwarding
 
     def _release(self, origin: tuple[str, str], connection: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -367,6 +393,12 @@ class HTTPTransport:
 
                 self._context = context_for(self.host, self.verify, self.cert_dir)
             return self._context
+
+
+class _ForwardingConnection(http.client.HTTPConnection):
+    """A connection to an HTTP proxy that forwards plain-HTTP requests (absolute-form)."""
+
+    proxy_headers: dict[str, str] = {}  # set per instance: Proxy-Authorization
 
 
 class BufferedResponse:

@@ -1,14 +1,22 @@
 """The registry client's HTTP transport against small scripted servers on 127.0.0.1:
 keep-alive reuse, idle connections the server dropped, retries and their limits, Retry-After,
 redirects (Authorization never follows to another origin), truncated, chunked and slow answers,
-file bodies sent again after a retry, many threads on one pool, TLS to a plain-HTTP port."""
+file bodies sent again after a retry, many threads on one pool, TLS to a plain-HTTP port; and
+HTTP and HTTPS through a forward proxy (credentials, NO_PROXY, a refused tunnel)."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import http.server
+import json
+import select
 import socket
+import ssl
+import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +32,9 @@ Script = Callable[[http.server.BaseHTTPRequestHandler, bytes], None]
 class Server:
     """Answers each request with ``script(handler, body)``; counts connections and requests."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, address: str = "127.0.0.1", tls: Path | None = None) -> None:
         self.script = script
+        self.address = address
         self.connections = 0
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         outer = self
@@ -57,13 +66,19 @@ class Server:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass
 
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd = Quiet((address, 0), Handler)
         self.port = self.httpd.server_address[1]
+        self.scheme = "http"
+        if tls is not None:  # tls: a directory with cert.pem and key.pem
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.address}:{self.port}{path}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -299,3 +314,151 @@ def test_response_headers_are_case_insensitive(serve: Any) -> None:
     assert response.headers.get("DOCKER-CONTENT-DIGEST") == "sha256:x"
     assert "Content-Length" in response.headers and "X-Missing" not in response.headers
     assert response.read() == b"{}"
+
+
+# -- proxies --------------------------------------------------------------------------------------
+
+
+class ForwardProxy:
+    """An HTTP proxy on 127.0.0.1: CONNECT tunnels and absolute-form forwarding; records each
+    request line with its Proxy-Authorization; ``refuse`` answers every CONNECT with 407."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []
+        self.refuse = False
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_CONNECT(self) -> None:
+                outer.seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+                if outer.refuse:
+                    self.send_response(407, "Proxy Authentication Required")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                host, _, port = self.path.rpartition(":")
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                sockets = [self.connection, upstream]
+                while True:
+                    readable, _, _ = select.select(sockets, [], [], 10)
+                    if not readable:
+                        break
+                    for sock in readable:
+                        data = sock.recv(65536)
+                        if not data:
+                            upstream.close()
+                            self.close_connection = True
+                            return
+                        (upstream if sock is self.connection else self.connection).sendall(data)
+
+            def do_GET(self) -> None:
+                outer.seen.append(("GET", self.path, self.headers.get("Proxy-Authorization")))
+                target = urllib.parse.urlsplit(self.path)
+                upstream = http.client.HTTPConnection(target.netloc, timeout=10)
+                forwarded = {
+                    k: v for k, v in self.headers.items() if k.lower() != "proxy-authorization"
+                }
+                upstream.request("GET", target.path or "/", headers=forwarded)
+                answer = upstream.getresponse()
+                body = answer.read()
+                self.send_response(answer.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                upstream.close()
+
+        class Quiet(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+def _outside_address() -> str:
+    """An IPv4 address of this machine that is not loopback (loopback is never proxied)."""
+    listed = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True)
+    for link in json.loads(listed.stdout or "[]"):
+        for address in link.get("addr_info", []):
+            if not address["local"].startswith("127."):
+                return str(address["local"])
+    pytest.skip("no non-loopback IPv4 address here to send through a proxy")
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[ForwardProxy]:
+    proxy = ForwardProxy()
+    yield proxy
+    proxy.close()
+
+
+def test_plain_http_goes_through_http_proxy_with_its_credentials(
+    serve: Any, forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = _outside_address()
+    server = Server(lambda h, body: reply(h, 200, b"via " + h.path.encode()), address=outside)
+    try:
+        proxy_host = forward_proxy.url.removeprefix("http://")
+        monkeypatch.setenv("HTTP_PROXY", f"http://alice:s%3Acret@{proxy_host}")
+        response = HTTPTransport(verify=False).request("GET", server.url("/v2/x"), {})
+        assert response.status == 200 and response.read() == b"via /v2/x"
+        token = base64.b64encode(b"alice:s:cret").decode()
+        assert forward_proxy.seen == [("GET", server.url("/v2/x"), f"Basic {token}")]
+        assert "Proxy-Authorization" not in server.requests[0][2]
+
+        monkeypatch.setenv("NO_PROXY", outside)
+        response = HTTPTransport(verify=False).request("GET", server.url("/direct"), {})
+        assert response.read() == b"via /direct" and len(forward_proxy.seen) == 1
+    finally:
+        server.close()
+
+
+def test_https_goes_through_a_connect_tunnel(
+    forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    outside = _outside_address()
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    request = [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+    ]
+    subject = ["-subj", f"/CN={outside}", "-keyout", key, "-out", cert]
+    subprocess.run(["openssl", *request, *subject], check=True, capture_output=True)
+    server = Server(lambda h, body: reply(h, 200, b"tunnelled"), address=outside, tls=tmp_path)
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
+        transport = HTTPTransport(verify=False)
+        for _ in range(3):  # one tunnel, kept alive
+            assert transport.request("GET", server.url("/v2/"), {}).read() == b"tunnelled"
+        assert forward_proxy.seen == [("CONNECT", f"{outside}:{server.port}", None)]
+        assert server.connections == 1
+
+        forward_proxy.refuse = True
+        with pytest.raises(ConnectionFailed, match="the proxy refused the tunnel: 407 Proxy Auth"):
+            HTTPTransport(verify=False).request("GET", server.url("/v2/"), {})
+        assert len(forward_proxy.seen) == 2  # refused at once, not retried
+    finally:
+        server.close()

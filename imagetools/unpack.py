@@ -155,70 +155,89 @@ def unpack(
     from under the layers being applied."""
     with _lease(store):
         from imagetools.convert import check as check_config
-        from imagetools.convert import runtime_config
 
         if rootless is None:
             rootless = os.geteuid() != 0
         image = resolve_image(store, ref_or_descriptor, platform)
         check_config(image.config)  # no command, a bad Env ...: refused before anything is written
         path = Path(bundle)
-        config_path = path / "config.json"
         if not force:
             for other in ("config.json", "config.yaml", "config.yml"):
                 if (path / other).exists():
                     raise ImageError(f"File {path / other} exists. Remove it first or use --force")
+        created = not os.path.lexists(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ImageError(f"bundle {path}: {(err.strerror or '').lower()}") from None
-
-        if snapshotter != "vfs":
-            # The snapshot engineer's hook: prepare(store, image, bundle, snapshotter=, rootless=,
-            # force=, warn=) makes the bundle's rootfs (e.g. an overlay of the layers, each
-            # unpacked once with apply_layer(..., whiteouts="overlay")) and returns the directory
-            # where the image's tree can be read (for /etc/passwd).
-            import importlib
-
-            prepare = importlib.import_module("imagetools.snapshots").prepare
-
-            rootfs = prepare(
-                store,
-                image,
-                path,
-                snapshotter=snapshotter,
-                rootless=rootless,
-                force=force,
-                warn=warn,
-            )
-        else:
-            rootfs = path / "rootfs"
-            _fresh_rootfs(rootfs, force)
-            try:
-                apply_image(store, image, rootfs, rootless=rootless, limit=limit, warn=warn)
-            except BaseException:
-                shutil.rmtree(rootfs, ignore_errors=True)
-                raise
-        annotations = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
-        if image.name:
-            annotations[IMAGE_NAME] = image.name
-        from imagetools import snapshots
-
         try:
-            # The snapshotters' second hook: the annotations naming the bundle's snapshot (a vfs
-            # one is recorded now, for commit); a failure from here on releases it again.
-            annotations.update(
-                snapshots.snapshot_annotations(store, image, path, snapshotter, rootfs)
-            )
-            config = runtime_config(
-                image.config, str(rootfs), rootless=rootless, annotations=annotations
-            )
-            data = (json.dumps(config, indent="\t") + "\n").encode()
-            temp = config_path.with_name(f".{config_path.name}.tmp{os.getpid()}")
-            write_atomic(str(config_path), data, temp=str(temp))
+            return _fill_bundle(store, image, path, snapshotter, rootless, force, limit, warn)
         except BaseException:
-            snapshots.abandon(store, path)
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)  # what failed cleaned up after itself; an empty dir is ours
             raise
-        return path
+
+
+def _fill_bundle(
+    store: Store,
+    image: ResolvedImage,
+    path: Path,
+    snapshotter: str,
+    rootless: bool,
+    force: bool,
+    limit: int,
+    warn: Callable[[str], None] | None,
+) -> Path:
+    """rootfs (vfs or a snapshotter's) and config.json in the bundle directory ``path``."""
+    from imagetools.convert import runtime_config
+
+    config_path = path / "config.json"
+    if snapshotter != "vfs":
+        # The snapshot engineer's hook: prepare(store, image, bundle, snapshotter=, rootless=,
+        # force=, warn=) makes the bundle's rootfs (e.g. an overlay of the layers, each
+        # unpacked once with apply_layer(..., whiteouts="overlay")) and returns the directory
+        # where the image's tree can be read (for /etc/passwd).
+        import importlib
+
+        prepare = importlib.import_module("imagetools.snapshots").prepare
+
+        rootfs = prepare(
+            store,
+            image,
+            path,
+            snapshotter=snapshotter,
+            rootless=rootless,
+            force=force,
+            warn=warn,
+        )
+    else:
+        rootfs = path / "rootfs"
+        _fresh_rootfs(rootfs, force)
+        try:
+            apply_image(store, image, rootfs, rootless=rootless, limit=limit, warn=warn)
+        except BaseException:
+            shutil.rmtree(rootfs, ignore_errors=True)
+            raise
+    annotations = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
+    if image.name:
+        annotations[IMAGE_NAME] = image.name
+    from imagetools import snapshots
+
+    try:
+        # The snapshotters' second hook: the annotations naming the bundle's snapshot (a vfs
+        # one is recorded now, for commit); a failure from here on releases it again.
+        annotations.update(snapshots.snapshot_annotations(store, image, path, snapshotter, rootfs))
+        config = runtime_config(
+            image.config, str(rootfs), rootless=rootless, annotations=annotations
+        )
+        data = (json.dumps(config, indent="\t") + "\n").encode()
+        temp = config_path.with_name(f".{config_path.name}.tmp{os.getpid()}")
+        write_atomic(str(config_path), data, temp=str(temp))
+    except BaseException:
+        snapshots.abandon(store, path)
+        raise
+    return path
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYRUN, RUNC, Bundles, Runtime, Shim, base_config
+from tests.conftest import PYRUN, REPO, RUNC, Bundles, Runtime, Shim, base_config
 
 MAPPED = [{"containerID": 0, "hostID": 200000, "size": 65536}]
 
@@ -88,7 +88,16 @@ class User:
     def run(self, shim: Shim, *argv: str, root: str | None = None) -> Any:
         pyrun_args = [PYRUN, *(["--root", root] if root else []), *argv]
         return shim.run(
-            ["runuser", "-u", self.name, "--", "env", f"XDG_RUNTIME_DIR={self.xdg}", *pyrun_args]
+            [
+                "runuser",
+                "-u",
+                self.name,
+                "--",
+                "env",
+                f"HOME={self.home}",
+                f"XDG_RUNTIME_DIR={self.xdg}",
+                *pyrun_args,
+            ]
         )
 
 
@@ -234,3 +243,37 @@ def test_rootless_differential_with_runc(user: User, bundles: Bundles, shim: Shi
     our_lines, their_lines = ours.stdout.splitlines(), theirs.stdout.splitlines()
     assert our_lines[:2] == their_lines[:2]  # id, hostname
     assert our_lines[2] == their_lines[2]  # /dev entries
+
+
+def test_rootless_image_load_unpack_and_run_in_the_users_own_store(
+    user: User, shim: Shim, tmp_path: Path
+) -> None:
+    """What a user without root does with an image: it goes to ~/.local/share/pyrun/images,
+    unpacks as vfs (overlay needs root: said so), and runs rootless."""
+    store = tmp_path / "store"
+    example = REPO / "bundles" / "examples" / "hello"
+    image = ["image", "--root", str(store)]
+    made = shim.run([PYRUN, *image, "commit", str(example), "localhost/hello:1"])
+    assert made.returncode == 0, made
+    archive = user.home / "hello.tar"
+    saved = shim.run([PYRUN, *image, "save", "-o", str(archive), "localhost/hello:1"])
+    assert saved.returncode == 0, saved
+    os.chown(archive, user.uid, user.gid)
+
+    loaded = user.run(shim, "image", "load", "-i", str(archive))
+    assert loaded.returncode == 0 and "Loaded image: localhost/hello:1" in loaded.stdout, loaded
+    own_store = user.home / ".local/share/pyrun/images"
+    assert (own_store / "index.json").is_file() and own_store.stat().st_uid == user.uid
+    refused = user.home / "refused"
+    overlay = user.run(
+        shim, "image", "unpack", "--snapshotter", "overlay", "localhost/hello:1", str(refused)
+    )
+    assert overlay.returncode == 1 and "overlay snapshotter needs root" in overlay.stderr
+    assert not refused.exists()
+    bundle = user.home / "hello"
+    unpacked = user.run(shim, "image", "unpack", "localhost/hello:1", str(bundle))
+    assert unpacked.returncode == 0, unpacked
+    assert (bundle / "rootfs/bin/busybox").stat().st_uid == user.uid
+    ran = user.run(shim, "run", "--bundle", str(bundle), "rl6")
+    assert ran.returncode == 0, ran
+    assert ran.stdout.startswith("Hello from a pyrun container!\n")

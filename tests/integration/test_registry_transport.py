@@ -25,6 +25,7 @@ import pytest
 
 from imagetools.registry import transport as transport_module
 from imagetools.registry.transport import ConnectionFailed, HTTPTransport, TLSFailed
+from tests.support.tls import self_signed
 
 Script = Callable[[http.server.BaseHTTPRequestHandler, bytes], None]
 
@@ -433,20 +434,7 @@ def test_https_goes_through_a_connect_tunnel(
     forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     outside = _outside_address()
-    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
-    request = [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-    ]
-    subject = ["-subj", f"/CN={outside}", "-keyout", key, "-out", cert]
-    subprocess.run(["openssl", *request, *subject], check=True, capture_output=True)
+    self_signed(tmp_path, outside, cert="cert.pem")
     server = Server(lambda h, body: reply(h, 200, b"tunnelled"), address=outside, tls=tmp_path)
     try:
         monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)

@@ -23,6 +23,7 @@ from tests.support.layers import manifest_blob
 from tests.support.oci_images import OCIImages
 from tests.support.registry import clear_skopeo_cache
 from tests.support.registryd import REGISTRYD, Registryd, registryd_fixture
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.root
 registryd = registryd_fixture
@@ -192,35 +193,6 @@ def test_graceful_stop_finishes_the_upload_in_flight(tmp_path: Path) -> None:
     server.process = None
     blob = server.root / "blobs" / "sha256" / sha(data)[7:9] / sha(data)[7:]
     assert blob.read_bytes() == data
-
-
-def self_signed(certs: Path) -> None:
-    """certs/ca.crt and certs/key.pem: a P-256 certificate for 127.0.0.1, its own CA."""
-    certs.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(certs / "key.pem"),
-            "-out",
-            str(certs / "ca.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
 
 
 def test_tls(tmp_path: Path, oci_images: OCIImages) -> None:

@@ -914,11 +914,16 @@ def save(
             raise ImageError("oci-dir needs a directory path, not a stream")
         _save_oci_dir(store, selected, os.fspath(path))
     else:
-        with _output(store, path) as writer:
-            if format == "oci-archive":
-                _write_oci(store, selected, writer, {})
-            else:
-                _write_docker(store, selected, writer)
+        try:
+            with _output(store, path) as writer:
+                if format == "oci-archive":
+                    _write_oci(store, selected, writer, {})
+                else:
+                    _write_docker(store, selected, writer)
+        except OSError as err:
+            where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "the output"
+            reason = (err.strerror or str(err)).lower()
+            raise ArchiveError(f"cannot write {where}: {reason}") from None
     return [ref for recorded, _ in selected for ref in recorded]
 
 

@@ -264,3 +264,14 @@ def test_save_refuses_unknown_formats_and_empty_lists(store: Store, tmp_path: Pa
         save(store, ["x"], str(tmp_path / "x"), format="zip")
     with pytest.raises(ImageError, match="no image given"):
         save(store, [], str(tmp_path / "x"))
+
+
+def test_save_to_a_place_it_cannot_write_names_it(store: Store, tmp_path: Path) -> None:
+    files, _ = oci_layout([{}])
+    path = tmp_path / "one.tar"
+    path.write_bytes(tar_of(files))
+    ((name, _),) = load(store, str(path))
+    target = tmp_path / "missing" / "out.tar"
+    with pytest.raises(ArchiveError, match=f"cannot write {target}: no such file or directory"):
+        save(store, [name], str(target))
+    assert not (tmp_path / "missing").exists()

@@ -69,15 +69,34 @@ def pull(
     ``cert_dir``: the registry's CA and client certificates (default: its certs.d dirs)."""
     reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-    if client is None:
-        from imagetools.registry.client import RegistryClient
+    progress = progress or NullProgress()
+    if client is not None:
+        with store.lease():
+            return _pull(store, reference, wanted, client, progress, parallel)
+    from imagetools.registry.client import RegistryClient
+    from imagetools.registry.config import endpoints
 
+    passed_over: list[str] = []
+    places = endpoints(reference.registry, reference.repository, reference.digest is not None)
+    for place in places:
+        source = Reference(place.registry, place.repository, reference.tag, reference.digest)
         client = RegistryClient(
-            reference.registry, tls_verify=tls_verify, pool_size=parallel, cert_dir=cert_dir
+            place.registry,
+            tls_verify=tls_verify if tls_verify is not None else not place.insecure,
+            pool_size=parallel,
+            cert_dir=cert_dir,
         )
-    # The lease keeps gc away from blobs found or fetched until the name reaches them.
-    with store.lease():
-        return _pull(store, reference, wanted, client, progress or NullProgress(), parallel)
+        try:
+            # The lease keeps gc away from blobs found or fetched until the name reaches them.
+            with store.lease():
+                return _pull(store, reference, wanted, client, progress, parallel, source)
+        except ImageError as err:  # unreachable, refused, no such image, a bad manifest ...
+            if not place.mirror:
+                if passed_over:
+                    err.message += f" (mirrors tried first: {'; '.join(passed_over)})"
+                raise
+            passed_over.append(f"{source.name}: {err.message}")
+    raise AssertionError("endpoints() always ends with the registry itself")
 
 
 def _pull(
@@ -87,10 +106,13 @@ def _pull(
     client: RegistryClient,
     progress: Progress,
     parallel: int,
+    source: Reference | None = None,
 ) -> dict[str, Any]:
-    repository = reference.repository
+    """Pull what ``source`` (default: ``reference``) names and store it as ``reference``."""
+    source = source or reference
+    repository = source.repository
     data, media_type, digest = fetch_manifest(
-        store, client, repository, reference.reference, digest=reference.digest
+        store, client, repository, source.reference, digest=source.digest
     )
     document = parse(data, media_type)
     index: Descriptor | None = None
@@ -130,7 +152,7 @@ def _pull(
 
     descriptor: dict[str, Any] = {"mediaType": document.media_type, "digest": digest}
     descriptor["size"] = len(data)
-    annotations = {SOURCE_ANNOTATION: reference.name}
+    annotations = {SOURCE_ANNOTATION: source.name}
     if index is not None:
         annotations[INDEX_ANNOTATION] = index.digest
         annotations[INDEX_TYPE_ANNOTATION] = index.media_type

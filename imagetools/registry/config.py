@@ -1,8 +1,8 @@
-"""Which registries are insecure: ``registries.conf``.
+"""registries.conf: which registries are insecure, and which mirrors to pull from first.
 
 Read from ``$XDG_CONFIG_HOME/pyrun/registries.conf`` (~/.config/pyrun/registries.conf) and
-``/etc/pyrun/registries.conf``; both count. The format is TOML, the subset of podman's
-containers-registries.conf(5) v2 that pyrun uses::
+``/etc/pyrun/registries.conf``; both count, the user's first. The format is TOML, the subset
+of podman's containers-registries.conf(5) v2 that pyrun uses::
 
     # A registry serving plain HTTP (or HTTPS with a certificate nobody vouches for).
     [[registry]]
@@ -13,9 +13,20 @@ containers-registries.conf(5) v2 that pyrun uses::
     location = "*.lab.example"      # a leading *. matches any subdomain
     insecure = true
 
+    # Pulls of docker.io/... try the mirrors in order, then docker.io itself.
+    [[registry]]
+    prefix = "docker.io"            # registry[/namespace] the entry is for (default: location)
+    location = "docker.io"          # where the prefix really lives (may add a namespace)
+    [[registry.mirror]]
+    location = "mirror.corp:5000/hub"   # docker.io/library/x -> mirror.corp:5000/hub/library/x
+    insecure = true
+    pull-from-mirror = "all"            # or "digest-only", "tag-only"
+
 An insecure registry is tried over HTTPS without certificate checks first, then over plain
 HTTP (skopeo's and podman's behaviour). Like skopeo and podman, and unlike docker, localhost
-and 127.0.0.1 are not insecure by default: list them or pass --tls-verify=false.
+and 127.0.0.1 are not insecure by default: list them or pass --tls-verify=false. The entry
+with the longest matching prefix applies; a mirror that fails (unreachable, no such image,
+refused) is passed over for the next, as podman does. Only pulls use mirrors.
 """
 
 from __future__ import annotations
@@ -23,6 +34,11 @@ from __future__ import annotations
 import os
 
 from imagetools.errors import RegistryError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 SYSTEM_FILE = "/etc/pyrun/registries.conf"
 
@@ -39,8 +55,8 @@ def _matches(location: str, registry: str) -> bool:
     return location == registry
 
 
-def is_insecure(registry: str, files: list[str] | None = None) -> bool:
-    """True if a registries.conf marks ``registry`` (host[:port]) insecure."""
+def _entries(files: list[str] | None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(file, position, [[registry]] table) of every registries.conf, checked."""
     for path in config_files() if files is None else files:
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed below; tomllib only if it exists
@@ -57,11 +73,81 @@ def is_insecure(registry: str, files: list[str] | None = None) -> bool:
         if not isinstance(entries, list):
             raise RegistryError(f"{path}: [[registry]] must be an array of tables")
         for position, entry in enumerate(entries):
+            where = f"{path}: registry[{position}]"
             if not isinstance(entry, dict) or not isinstance(entry.get("location"), str):
-                raise RegistryError(f"{path}: registry[{position}].location: missing")
-            insecure = entry.get("insecure", False)
-            if not isinstance(insecure, bool):
-                raise RegistryError(f"{path}: registry[{position}].insecure: not a boolean")
-            if insecure and _matches(entry["location"], registry):
-                return True
+                raise RegistryError(f"{where}.location: missing")
+            if not isinstance(entry.get("insecure", False), bool):
+                raise RegistryError(f"{where}.insecure: not a boolean")
+            if not isinstance(entry.get("prefix", ""), str):
+                raise RegistryError(f"{where}.prefix: not a string")
+            yield path, position, entry
+
+
+def is_insecure(registry: str, files: list[str] | None = None) -> bool:
+    """True if a registries.conf marks ``registry`` (host[:port]) insecure."""
+    for _, _, entry in _entries(files):
+        if entry.get("insecure", False) and _matches(entry["location"], registry):
+            return True
     return False
+
+
+class Endpoint:
+    """One place to pull ``name`` from: a mirror or the registry itself."""
+
+    __slots__ = ("insecure", "mirror", "registry", "repository")
+
+    def __init__(self, registry: str, repository: str, insecure: bool, mirror: bool) -> None:
+        self.registry = registry
+        self.repository = repository
+        self.insecure = insecure
+        self.mirror = mirror
+
+    def __repr__(self) -> str:
+        kind = "mirror" if self.mirror else "registry"
+        return f"Endpoint({kind} {self.registry}/{self.repository}, insecure={self.insecure})"
+
+
+_PULL_FROM = ("all", "digest-only", "tag-only")
+
+
+def endpoints(
+    registry: str, repository: str, by_digest: bool, files: list[str] | None = None
+) -> list[Endpoint]:
+    """Where to pull ``registry/repository`` from, in order: the mirrors of the entry with
+    the longest matching prefix that serve this kind of pull, then the registry itself."""
+    files = config_files() if files is None else files
+    name = f"{registry}/{repository}"
+    best: tuple[str, int, dict[str, Any]] | None = None
+    best_prefix = ""
+    for path, position, entry in _entries(files):
+        prefix = (entry.get("prefix") or entry["location"]).rstrip("/")
+        if prefix.startswith("*.") or not (name == prefix or name.startswith(prefix + "/")):
+            continue
+        if len(prefix) > len(best_prefix):
+            best, best_prefix = (path, position, entry), prefix
+    if best is None:
+        return [Endpoint(registry, repository, is_insecure(registry, files), mirror=False)]
+    path, position, entry = best
+    rest = name[len(best_prefix) :]
+    found: list[Endpoint] = []
+    mirrors = entry.get("mirror", [])
+    if not isinstance(mirrors, list):
+        raise RegistryError(f"{path}: registry[{position}].mirror must be an array of tables")
+    for number, mirror in enumerate(mirrors):
+        where = f"{path}: registry[{position}].mirror[{number}]"
+        if not isinstance(mirror, dict) or not isinstance(mirror.get("location"), str):
+            raise RegistryError(f"{where}.location: missing")
+        insecure = mirror.get("insecure", False)
+        if not isinstance(insecure, bool):
+            raise RegistryError(f"{where}.insecure: not a boolean")
+        serves = mirror.get("pull-from-mirror", "all")
+        if serves not in _PULL_FROM:
+            raise RegistryError(f"{where}.pull-from-mirror: one of {', '.join(_PULL_FROM)}")
+        if (serves == "digest-only" and not by_digest) or (serves == "tag-only" and by_digest):
+            continue
+        host, _, path_part = (mirror["location"].rstrip("/") + rest).partition("/")
+        found.append(Endpoint(host, path_part, insecure or is_insecure(host, files), mirror=True))
+    host, _, path_part = (entry["location"].rstrip("/") + rest).partition("/")
+    insecure = entry.get("insecure", False) or is_insecure(host, files)
+    found.append(Endpoint(host, path_part, insecure, mirror=False))
+    return found

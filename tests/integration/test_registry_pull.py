@@ -151,6 +151,40 @@ def test_plain_http_needs_the_insecure_flag_or_registries_conf(
     assert result.returncode == 1 and "TLS handshake failed" in result.stderr
 
 
+def test_pull_through_mirrors_in_registries_conf(
+    registry_images: RegistryImages, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """example.invalid does not exist; its mirrors do: one without the image (passed over),
+    then the real one. The image keeps the name that was asked for."""
+    host = registry_images.registry.host
+    conf = Path(env["XDG_CONFIG_HOME"]) / "pyrun" / "registries.conf"
+    conf.parent.mkdir(parents=True)
+    mirrors = (
+        '[[registry]]\nprefix = "example.invalid"\nlocation = "example.invalid"\n'
+        f'[[registry.mirror]]\nlocation = "{host}/elsewhere"\ninsecure = true\n'
+        f'[[registry.mirror]]\nlocation = "{host}"\ninsecure = true\n'
+    )
+    conf.write_text(mirrors)
+    root = tmp_path / "store"
+    result = image_cli(root, "pull", "-q", "example.invalid/busybox:latest", env=env)
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == registry_images.images.manifests["latest"]
+    named = stored_names(root)["example.invalid/busybox:latest"]
+    assert named["annotations"]["io.pyrun.image.source"] == f"{host}/busybox"
+
+    # A digest-only mirror is not asked for a tag: the registry itself fails, and says which
+    # mirrors were tried.
+    conf.write_text(mirrors + 'pull-from-mirror = "digest-only"\n')
+    result = image_cli(tmp_path / "other", "pull", "-q", "example.invalid/busybox:1", env=env)
+    assert result.returncode == 1
+    assert "https://example.invalid" in result.stderr
+    assert f"mirrors tried first: {host}/elsewhere/busybox:" in result.stderr
+    assert "MANIFEST_UNKNOWN" in result.stderr or "NAME_UNKNOWN" in result.stderr
+    by_digest = f"example.invalid/busybox@{registry_images.images.manifests['latest']}"
+    result = image_cli(tmp_path / "other", "pull", "-q", by_digest, env=env)
+    assert result.returncode == 0, result
+
+
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
     current = best = 0

@@ -12,6 +12,7 @@ import stat
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from imagetools.manifest import Descriptor
 from imagetools.registry import credentials
 from imagetools.registry.auth import Authenticator, merge_scopes, parse_challenges
 from imagetools.registry.client import RegistryClient, RegistryHTTPError
-from imagetools.registry.config import is_insecure
+from imagetools.registry.config import endpoints, is_insecure
 from imagetools.registry.transport import BufferedResponse, ConnectionFailed, Headers
 from imagetools.store import Store
 from tests.support.fake_transport import FakeTransport, Handler, Sent, answer, fake_client
@@ -441,3 +442,48 @@ def test_registries_conf(tmp_path: Path) -> None:
     conf.write_text("[[registry]\n")
     with pytest.raises(RegistryError, match=r"registries\.conf"):
         is_insecure("x", files)
+
+
+def test_registries_conf_mirrors(tmp_path: Path) -> None:
+    conf = tmp_path / "registries.conf"
+    conf.write_text(
+        '[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n'
+        '[[registry.mirror]]\nlocation = "m1.corp:5000/hub"\ninsecure = true\n'
+        '[[registry.mirror]]\nlocation = "m2.corp"\npull-from-mirror = "digest-only"\n\n'
+        '[[registry]]\nprefix = "docker.io/library"\nlocation = "docker.io/library"\n'
+        '[[registry.mirror]]\nlocation = "official.corp/lib"\n\n'
+        '[[registry]]\nprefix = "example.com/foo"\nlocation = "internal:5000/bar"\n'
+        "insecure = true\n"
+    )
+    files = [str(conf)]
+
+    def places(registry: str, repository: str, by_digest: bool = False) -> list[tuple[Any, ...]]:
+        found = endpoints(registry, repository, by_digest, files)
+        return [(e.registry, e.repository, e.insecure, e.mirror) for e in found]
+
+    assert places("docker.io", "alice/app") == [
+        ("m1.corp:5000", "hub/alice/app", True, True),
+        ("docker.io", "alice/app", False, False),
+    ]
+    assert places("docker.io", "alice/app", by_digest=True) == [
+        ("m1.corp:5000", "hub/alice/app", True, True),
+        ("m2.corp", "alice/app", False, True),
+        ("docker.io", "alice/app", False, False),
+    ]
+    # The longest prefix wins; a location elsewhere rewrites the name.
+    assert places("docker.io", "library/busybox") == [
+        ("official.corp", "lib/busybox", False, True),
+        ("docker.io", "library/busybox", False, False),
+    ]
+    assert places("example.com", "foo/x/y") == [("internal:5000", "bar/x/y", True, False)]
+    assert places("example.com", "foobar/x") == [("example.com", "foobar/x", False, False)]
+    assert places("quay.io", "a/b") == [("quay.io", "a/b", False, False)]
+
+    conf.write_text(
+        '[[registry]]\nlocation = "r"\n[[registry.mirror]]\nlocation = "m"\n'
+        'pull-from-mirror = "sometimes"\n'
+    )
+    with pytest.raises(
+        RegistryError, match=r"registry\[0\]\.mirror\[0\]\.pull-from-mirror: one of"
+    ):
+        endpoints("r", "x", False, files)

@@ -10,6 +10,7 @@ The public calls (the rest is internal)::
     abandon(store, bundle)                              unpack failed after that: undo it
     default_snapshotter(store) -> "overlay" | "vfs"
     release_container(annotations, bundle) -> bool      pyrun delete
+    remount(annotations, bundle) -> bool                pyrun create: an overlay a reboot took
     in_use(store, descriptor) -> [bundle snapshots]     pyrun image rm refuses while any (no -f)
     release_image(store, digest) -> [chain ids]         pyrun image rm, after remove_ref
     gc(store, dry_run) -> [what went]                   pyrun image gc
@@ -33,6 +34,7 @@ from imagetools.snapshots.bundles import (
     abandon,
     prepare,
     release_container,
+    remount,
     snapshot_annotations,
 )
 from imagetools.snapshots.maintenance import (
@@ -62,6 +64,7 @@ __all__ = [
     "protected_blobs",
     "release_container",
     "release_image",
+    "remount",
     "remove",
     "snapshot_annotations",
     "usage",

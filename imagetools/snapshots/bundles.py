@@ -311,6 +311,48 @@ def release_container(notes: dict[str, Any], bundle: str) -> bool:
     return True
 
 
+def remount(notes: dict[str, Any], bundle: str) -> bool:
+    """``pyrun create``: mount the overlay of a bundle whose annotations name one of our
+    snapshots and whose rootfs has lost it (a reboot, a manual umount). True if mounted now."""
+    found = _checked(notes, os.path.realpath(bundle))
+    if found is None or found[1]["kind"] != "overlay":
+        return False
+    from imagetools.snapshots import layers as layer_snapshots
+    from imagetools.snapshots import overlay
+
+    layout, meta = found
+    directory = layout.bundle_dir(meta["id"])
+    upper = f"{directory}/upper"
+    stack = overlay.mount_stack(meta["rootfs"])
+    if stack and stack[-1] == upper:
+        return False
+    elsewhere = overlay.mounts_of_upper(upper)
+    if elsewhere:
+        raise SnapshotError(
+            f"snapshot {meta['id']} is mounted on {', '.join(elsewhere)}, not on"
+            f" {meta['rootfs']}: unmount it there first"
+        )
+    options = overlay.support(layout)
+    if options is None:
+        raise SnapshotError(f"{meta['rootfs']}: overlay mounts are not available here")
+    with layout.lock():
+        links = [layer_snapshots.link_of(layout, chain) for chain in meta["chain"]]
+        if any(link is None for link in links):
+            raise SnapshotError(
+                f"{bundle}: the image layers of snapshot {meta['id']} are gone; unpack the"
+                " image again"
+            )
+        overlay.mount(
+            layout,
+            [link for link in reversed(links) if link],
+            upper,
+            f"{directory}/work",
+            meta["rootfs"],
+            options,
+        )
+    return True
+
+
 def release_previous(bundle: str, keep_rootfs: bool = False) -> None:
     """Before unpacking into a bundle again (--force): release what it had."""
     found = of_bundle(bundle)
@@ -349,11 +391,15 @@ def teardown(layout: Layout, meta: dict[str, Any], keep_rootfs: bool = False) ->
 
 def is_live(layout: Layout, meta: dict[str, Any]) -> bool:
     """Whether a bundle snapshot is still in use. overlay: mounted (on its bundle's rootfs,
-    or anywhere: a bundle that was moved keeps its mount); vfs: its rootfs is there."""
+    or anywhere: a bundle that was moved keeps its mount), or its bundle's config.json still
+    names it (unmounted by a reboot: create mounts it again); vfs: its rootfs is there."""
     if meta["kind"] == "overlay":
         from imagetools.snapshots import overlay
 
-        return bool(overlay.mounts_of_upper(f"{layout.bundle_dir(meta['id'])}/upper"))
+        if overlay.mounts_of_upper(f"{layout.bundle_dir(meta['id'])}/upper"):
+            return True
+        named = of_bundle(meta["bundle"])
+        return named is not None and named[1]["id"] == meta["id"]
     return os.path.isdir(meta["bundle"]) and os.path.isdir(meta["rootfs"])
 
 

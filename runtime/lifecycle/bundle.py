@@ -52,10 +52,26 @@ def load_bundle(bundle: str, seccomp_cache: str | None = None) -> tuple[Config, 
         problems += _seccomp_problems_of_bytes(data, path)
         raise SpecError(path, problems) from None
     rootfs = rootfs_path(bundle, config)
+    _mount_image_snapshot(config, bundle, rootfs)
     problems = host_problems(config, rootfs, seccomp_cache)
     if problems:
         raise SpecError(path, problems)
     return config, rootfs
+
+
+IMAGE_SNAPSHOT = "io.pyrun.image.snapshot"  # set by `pyrun image unpack --snapshotter overlay`
+
+
+def _mount_image_snapshot(config: Config, bundle: str, rootfs: str) -> None:
+    """A bundle from ``pyrun image unpack`` whose overlay a reboot took: mount it again (as
+    containerd does for its snapshots). imagetools is imported only when the rootfs is not a
+    mount point: create is on the hot path."""
+    notes = config.get("annotations")
+    if not notes or IMAGE_SNAPSHOT not in notes or os.path.ismount(rootfs):
+        return
+    from imagetools.snapshots import remount
+
+    remount(dict(notes), bundle)
 
 
 def rootfs_path(bundle: str, config: Config) -> str:

@@ -222,6 +222,38 @@ def test_run_without_keep_releases_the_snapshot(
     assert not snap.exists()
 
 
+def test_a_bundle_whose_overlay_is_gone_keeps_its_snapshot_and_runs_again(
+    store: Store, tmp_path: Path, pyrun: Runtime
+) -> None:
+    """A reboot unmounts every overlay; the bundle and its changes are still there. gc keeps
+    a snapshot its bundle still names, and create mounts it again (containerd does the same
+    for its snapshots)."""
+    base_image(store)
+    bundle = unpack(store, "localhost/snap/base:1", tmp_path / "bundle")
+    snap = snapshot_dir(store, bundle)
+    (bundle / "rootfs/etc/motd").write_text("changed before the reboot\n")
+    subprocess.run(["umount", str(bundle / "rootfs")], check=True)  # what a reboot does
+    assert overlay_mount(bundle / "rootfs") is None
+
+    collected = image_cli(Path(store.root), "gc")
+    assert collected.returncode == 0, collected.stderr
+    assert snap.exists() and (snap / "upper/etc/motd").exists()
+    set_args(bundle, ["cat", "/etc/motd", "/data/two"])
+    result = pyrun.ok("run", "--keep", "--bundle", str(bundle), container := pyrun.id())
+    assert result.stdout == "changed before the reboot\n2"
+    assert overlay_mount(bundle / "rootfs") is not None
+    pyrun.ok("delete", container)
+    assert overlay_mount(bundle / "rootfs") is None and not snap.exists()
+
+    # A bundle removed while unmounted: nothing names the snapshot any more, gc takes it.
+    again = unpack(store, "localhost/snap/base:1", tmp_path / "again")
+    gone = snapshot_dir(store, again)
+    subprocess.run(["umount", str(again / "rootfs")], check=True)
+    shutil.rmtree(again)
+    assert image_cli(Path(store.root), "gc").returncode == 0
+    assert not gone.exists()
+
+
 def test_bundles_of_one_image_share_layer_snapshots(store: Store, tmp_path: Path) -> None:
     base_image(store)
     first = unpack(store, "localhost/snap/base:1", tmp_path / "one")
@@ -435,7 +467,7 @@ def test_image_rm_and_gc_keep_what_bundles_use(store: Store, tmp_path: Path) -> 
     assert os.listdir(root / "snapshots/l") == []
 
 
-def test_gc_removes_bundle_snapshots_whose_bundle_is_gone_or_unmounted(
+def test_gc_removes_bundle_snapshots_whose_bundle_is_gone_and_keeps_unmounted_ones(
     store: Store, tmp_path: Path
 ) -> None:
     root = Path(store.root)
@@ -454,7 +486,8 @@ def test_gc_removes_bundle_snapshots_whose_bundle_is_gone_or_unmounted(
     assert gone_snap.name in dry.stdout and gone_snap.exists()
     result = image_cli(root, "gc")
     assert result.returncode == 0, result.stderr
-    assert not gone_snap.exists() and not unmounted_snap.exists()
+    assert not gone_snap.exists()
+    assert unmounted_snap.exists()  # its bundle still names it: create mounts it again
     assert snapshot_dir(store, live).exists() and overlay_mount(live / "rootfs") is not None
     assert moved_snap.exists() and overlay_mount(tmp_path / "moved-away/rootfs") is not None
     refused = image_cli(root, "snapshots", "rm", moved_snap.name)

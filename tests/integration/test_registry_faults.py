@@ -5,6 +5,7 @@ is resumed by the next one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -189,3 +190,28 @@ def test_a_pull_killed_halfway_is_resumed(
         assert start >= size and request.status == 206
         assert f"{digest.split(':')[1][:12]}: resumed at {start}" in result.stderr
     assert ingest_files(root) == {}
+
+
+def test_four_pulls_of_one_image_at_once_share_the_store(
+    registry_images: RegistryImages, proxy: Proxy, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Four processes pull the same image into one store while the downloads overlap: all
+    succeed, each blob is stored once and verified, no ingest file is left."""
+    root = tmp_path / "store"
+    ref = f"{proxy.host}/layers:latest"
+    proxy.throttle = 0.01
+    argv = [PYRUN, "image", "--root", str(root), "pull", "-q", "--tls-verify=false", ref]
+    pulls = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in pulls]
+    digest = registry_images.digests["layers:latest"]
+    assert [r[:2] for r in results] == [(0, digest + "\n")] * 4, results
+    assert stored_names(root)[ref]["digest"] == digest
+    assert ingest_files(root) == {}
+    manifest = json.loads((root / "blobs/sha256" / digest.split(":")[1]).read_bytes())
+    for layer in manifest["layers"]:
+        blob = root / "blobs/sha256" / layer["digest"].split(":")[1]
+        assert blob.stat().st_size == layer["size"]
+        assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == layer["digest"]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from imagetools.store import Store
-from tests.conftest import REPO, Bundles, Runtime
+from tests.conftest import PYRUN, REPO, Bundles, Runtime
 from tests.support.imagecli import image_cli, stored_names
 from tests.support.layers import (
     busybox_layer,
@@ -252,6 +252,30 @@ def test_a_bundle_whose_overlay_is_gone_keeps_its_snapshot_and_runs_again(
     shutil.rmtree(again)
     assert image_cli(Path(store.root), "gc").returncode == 0
     assert not gone.exists()
+
+
+def test_four_overlay_unpacks_at_once_make_each_layer_snapshot_once(
+    store: Store, tmp_path: Path
+) -> None:
+    many = tar(*[file(f"many/{i:04d}", b"y" * 300) for i in range(3000)])
+    put_image(store, "localhost/snap/busy:1", [busybox_layer(), many])
+    unpack = [PYRUN, "image", "--root", store.root, "unpack", "--snapshotter", "overlay"]
+    unpacks = [
+        subprocess.Popen(
+            [*unpack, "localhost/snap/busy:1", str(tmp_path / f"b{n}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    results = [(p.wait(timeout=120), p.communicate()[1]) for p in unpacks]
+    assert [code for code, _ in results] == [0] * 4, results
+    assert len(layer_dirs(store)) == 2
+    assert not [p for p in (Path(store.root) / "snapshots/tmp").iterdir() if p.is_dir()]
+    for n in range(4):
+        assert len(os.listdir(tmp_path / f"b{n}/rootfs/many")) == 3000
+        assert overlay_mount(tmp_path / f"b{n}/rootfs") is not None
 
 
 def test_bundles_of_one_image_share_layer_snapshots(store: Store, tmp_path: Path) -> None:

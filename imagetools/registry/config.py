@@ -74,13 +74,20 @@ def _entries(files: list[str] | None) -> Iterator[tuple[str, int, dict[str, Any]
             raise RegistryError(f"{path}: [[registry]] must be an array of tables")
         for position, entry in enumerate(entries):
             where = f"{path}: registry[{position}]"
-            if not isinstance(entry, dict) or not isinstance(entry.get("location"), str):
-                raise RegistryError(f"{where}.location: missing")
-            if not isinstance(entry.get("insecure", False), bool):
-                raise RegistryError(f"{where}.insecure: not a boolean")
+            _check_place(entry, where)
             if not isinstance(entry.get("prefix", ""), str):
                 raise RegistryError(f"{where}.prefix: not a string")
             yield path, position, entry
+
+
+def _check_place(table: object, where: str) -> bool:
+    """A [[registry]] or [[registry.mirror]] table has a location; returns its insecure."""
+    if not isinstance(table, dict) or not isinstance(table.get("location"), str):
+        raise RegistryError(f"{where}.location: missing")
+    insecure = table.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise RegistryError(f"{where}.insecure: not a boolean")
+    return insecure
 
 
 def is_insecure(registry: str, files: list[str] | None = None) -> bool:
@@ -135,11 +142,7 @@ def endpoints(
         raise RegistryError(f"{path}: registry[{position}].mirror must be an array of tables")
     for number, mirror in enumerate(mirrors):
         where = f"{path}: registry[{position}].mirror[{number}]"
-        if not isinstance(mirror, dict) or not isinstance(mirror.get("location"), str):
-            raise RegistryError(f"{where}.location: missing")
-        insecure = mirror.get("insecure", False)
-        if not isinstance(insecure, bool):
-            raise RegistryError(f"{where}.insecure: not a boolean")
+        insecure = _check_place(mirror, where)
         serves = mirror.get("pull-from-mirror", "all")
         if serves not in _PULL_FROM:
             raise RegistryError(f"{where}.pull-from-mirror: one of {', '.join(_PULL_FROM)}")

@@ -16,6 +16,7 @@ Modules, outside in::
     names       repository names, tags, digests, upload ids (the only way into a path)
     ranges      Range / Content-Range
     gc          mark and sweep, safe while serving
+    proxy       pull-through cache mode: fetch, verify and store what the upstream has
     metrics     /metrics (Prometheus text)
     accesslog   logging and the access log
     errors      RegistrydError, ApiError (status + spec code)

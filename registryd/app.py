@@ -3,7 +3,8 @@
 Everything between the HTTP parser and the storage. Order of checks for a request:
 
 1. the route (unknown path 404, wrong method 405) and the names in it (NAME_INVALID 400);
-2. read-only mode: writes answer 405 UNSUPPORTED before anyone is asked for credentials;
+2. read-only and pull-through cache mode: writes answer 405 UNSUPPORTED before anyone is
+   asked for credentials;
 3. auth (when configured): the Access the route needs → 401 with a challenge or 403;
 4. the handler, whose ApiError becomes the spec's JSON error body.
 """
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from registryd.config import Config
     from registryd.metrics import Metrics
     from registryd.names import Digest
+    from registryd.proxy import Cache
     from registryd.storage import Storage
     from registryd.uploads import Uploads
 
@@ -100,6 +102,7 @@ class Registry:
         self.metrics = metrics
         self.authorizer = authorizer
         self.token_endpoint = token_endpoint
+        self.cache: Cache | None = None  # pull-through cache mode (registryd.proxy)
 
     def handle(self, request: Request) -> Response:
         try:
@@ -136,6 +139,9 @@ class Registry:
             check_name(name)
         if self.config.readonly and request.method in WRITES:
             raise ApiError("UNSUPPORTED", "the registry is in read-only mode", status=405)
+        if self.cache is not None and request.method in WRITES:
+            message = "the registry is a pull-through cache: pushes and deletes are not supported"
+            raise ApiError("UNSUPPORTED", message, status=405)
         self._authorize(request, action, name)
         return handler(self, request, **params)
 

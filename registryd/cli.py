@@ -24,11 +24,16 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file")
 @click.option("--listen", help="host:port to listen on (default 127.0.0.1:5000; :0 picks one)")
 @click.option("--root", help="storage root (default /var/lib/registryd)")
-def serve(config_path: str | None, listen: str | None, root: str | None) -> None:
+@click.option(
+    "--proxy",
+    metavar="URL",
+    help="be a pull-through cache of this registry (proxy.remoteurl), e.g. https://registry-1.docker.io",
+)
+def serve(config_path: str | None, listen: str | None, root: str | None, proxy: str | None) -> None:
     from registryd.config import load_config
     from registryd.serve import run
 
-    config = load_config(config_path, listen=listen, root=root)
+    config = load_config(config_path, listen=listen, root=root, proxy=proxy)
     sys.exit(run(config))
 
 

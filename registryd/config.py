@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,29 @@ DEFAULT_LISTEN = "127.0.0.1:5000"
 DEFAULT_ROOT = "/var/lib/registryd"
 MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's default limit
 UPLOAD_EXPIRY = 24 * 3600
+# A cached tag is trusted this long: long enough that a burst of pulls asks the upstream once,
+# short enough that a moved tag (":latest") shows up within minutes. A refresh is one HEAD,
+# which Docker Hub does not count against its pull rate limit.
+PROXY_TTL = 300
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The upstream of pull-through cache mode (the ``proxy:`` section)."""
+
+    remoteurl: str  # scheme://host[:port], no trailing slash
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ttl: int = PROXY_TTL
+    tls_verify: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.remoteurl.split("://", 1)[1]
+
+    @property
+    def https(self) -> bool:
+        return self.remoteurl.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -39,6 +62,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     log_access: bool = True
+    proxy: ProxyConfig | None = None
     source: str = "(defaults)"
 
     @property
@@ -52,7 +76,13 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-def load_config(path: str | None, *, listen: str | None = None, root: str | None = None) -> Config:
+def load_config(
+    path: str | None,
+    *,
+    listen: str | None = None,
+    root: str | None = None,
+    proxy: str | None = None,
+) -> Config:
     """The config of ``path`` (None: the embedded defaults) with the flags applied.
 
     Raises SpecError listing every problem."""
@@ -66,6 +96,9 @@ def load_config(path: str | None, *, listen: str | None = None, root: str | None
             data["listen"] = listen
         if root is not None:
             data["root"] = root
+        if proxy is not None:
+            section = data.get("proxy")
+            data["proxy"] = {**(section if isinstance(section, dict) else {}), "remoteurl": proxy}
         document.data = data
     problems = validate(document)
     if problems:
@@ -138,5 +171,18 @@ def _typed(data: dict[str, Any], source: str) -> Config:
         log_level=log.get("level", "info"),
         log_format=log.get("format", "text"),
         log_access=bool(log.get("access", True)),
+        proxy=_proxy(data.get("proxy")),
         source=source,
+    )
+
+
+def _proxy(section: dict[str, Any] | None) -> ProxyConfig | None:
+    if section is None:
+        return None
+    return ProxyConfig(
+        remoteurl=str(section["remoteurl"]).rstrip("/"),
+        username=section.get("username"),
+        password=section.get("password"),
+        ttl=int(section.get("ttl", PROXY_TTL)),
+        tls_verify=bool(section.get("tls_verify", True)),
     )

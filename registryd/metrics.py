@@ -28,6 +28,7 @@ class Metrics:
         self.bytes_in = 0
         self.bytes_out = 0
         self.in_flight = 0
+        self.cache: dict[tuple[str, str], int] = {}  # pull-through cache (kind, result)
         self._store: tuple[float, int, int] = (0.0, 0, 0)
 
     def started(self) -> None:
@@ -42,11 +43,18 @@ class Metrics:
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
 
+    def cached(self, kind: str, result: str) -> None:
+        """A pull-through cache lookup: kind manifest|blob, result hit|miss|stale."""
+        key = (kind, result)
+        with self._lock:
+            self.cache[key] = self.cache.get(key, 0) + 1
+
     def render(self, storage: Storage, uploads: Uploads) -> bytes:
         blobs, blob_bytes = self._store_sizes(storage)
         with self._lock:
             requests = sorted(self.requests.items())
             bytes_in, bytes_out, in_flight = self.bytes_in, self.bytes_out, self.in_flight
+            cache = sorted(self.cache.items())
         lines = [
             "# HELP registryd_http_requests_total HTTP requests answered, by method and status.",
             "# TYPE registryd_http_requests_total counter",
@@ -78,6 +86,16 @@ class Metrics:
             "# TYPE registryd_blob_bytes gauge",
             f"registryd_blob_bytes {blob_bytes}",
         ]
+        if cache:
+            lines += [
+                "# HELP registryd_proxy_lookups_total Pull-through cache lookups, by kind and"
+                " result (stale: the upstream failed, the cached tag was served).",
+                "# TYPE registryd_proxy_lookups_total counter",
+            ]
+            for (kind, result), count in cache:
+                lines.append(
+                    f'registryd_proxy_lookups_total{{kind="{kind}",result="{result}"}} {count}'
+                )
         return ("\n".join(lines) + "\n").encode()
 
     def _store_sizes(self, storage: Storage) -> tuple[int, int]:

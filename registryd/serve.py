@@ -45,7 +45,12 @@ def run(config: Config) -> int:
     context = tls_context(config) if config.tls else None
     storage = Storage(config.root)
     uploads = Uploads(storage, config.upload_expiry, config.max_request_body)
-    registry = Registry(config, storage, uploads, Metrics())
+    metrics = Metrics()
+    registry = Registry(config, storage, uploads, metrics)
+    if config.proxy is not None:
+        from registryd.proxy import Cache  # imports pyrun's registry client: proxy mode only
+
+        registry.cache = Cache(config.proxy, storage, metrics)
     access = AccessLog(config.log_format) if config.log_access else None
     try:
         server = RegistryServer((config.host, config.port), registry, access, context)
@@ -64,6 +69,9 @@ def run(config: Config) -> int:
     except BaseException:
         server.server_close()
         raise
+    if config.proxy is not None:
+        proxy = config.proxy
+        log.info("pull-through cache of %s (tags trusted %d s)", proxy.remoteurl, proxy.ttl)
     return _serve(server, uploads, url)
 
 

@@ -221,6 +221,13 @@ class Storage:
         os.makedirs(directory, exist_ok=True)
         self.write_atomic(os.path.join(directory, tag), str(digest).encode())
 
+    def tag_mtime(self, name: str, tag: str) -> float | None:
+        """When the tag was last set (the pull-through cache's freshness clock)."""
+        try:
+            return os.stat(os.path.join(self._tags_dir(name), tag)).st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def delete_tag(self, name: str, tag: str) -> bool:
         return _unlink(os.path.join(self._tags_dir(name), tag))
 

@@ -2,7 +2,9 @@
 
 A blob is served when this repository links it (a layer or config pushed or mounted here, or
 a manifest of this repository fetched by digest). The file is opened once and sent from that
-fd with sendfile, so a gc that removes it meanwhile cannot cut the response short.
+fd with sendfile, so a gc that removes it meanwhile cannot cut the response short. In
+pull-through cache mode a blob not linked here is first fetched (registryd.proxy); a HEAD of
+one only asks the upstream.
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ if TYPE_CHECKING:
 def get(registry: Registry, request: Request, name: str, reference: str) -> Response:
     digest = parse_digest(reference)
     storage = registry.storage
+    cache = registry.cache
+    upstream_size = None
     if not storage.has_layer(name, digest) and storage.manifest_type(name, digest) is None:
-        raise unknown(digest)
+        if cache is None:
+            raise unknown(digest)
+        if request.method == "HEAD":
+            upstream_size = cache.head_blob(name, digest)
+        else:
+            cache.blob(name, digest)
     headers = {
         "Content-Type": "application/octet-stream",
         "Docker-Content-Digest": str(digest),
@@ -31,6 +40,9 @@ def get(registry: Registry, request: Request, name: str, reference: str) -> Resp
         "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000",
     }
+    if upstream_size is not None:
+        headers["Content-Length"] = str(upstream_size)
+        return Response(200, headers)
     if request.method == "HEAD":
         size = storage.blob_size(digest)
         if size is None:

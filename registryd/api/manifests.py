@@ -2,7 +2,9 @@
 
 Stored byte for byte as pushed and served with the media type they were pushed with. Deleting
 by tag removes just the tag (the spec's "Deleting tags"); deleting by digest removes the
-manifest, every tag pointing to it and its referrers entry, as distribution does.
+manifest, every tag pointing to it and its referrers entry, as distribution does. In
+pull-through cache mode registryd.proxy first makes the manifest present (and, for a client
+that cannot take an index, its platform's child).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "pp
 def get(registry: Registry, request: Request, name: str, reference: str) -> Response:
     ref = check_reference(reference)
     storage = registry.storage
+    if registry.cache is not None:
+        registry.cache.manifest(name, ref)
     digest = _resolve(storage, name, ref)
     found = storage.read_manifest(name, digest)
     if found is None:
@@ -40,7 +44,7 @@ def get(registry: Registry, request: Request, name: str, reference: str) -> Resp
         # A client that cannot read an index gets this platform's image, as distribution does.
         child = None
         if media_type in INDEX_TYPES:
-            child = _platform_child(storage, name, body, accepted)
+            child = _platform_child(registry, name, body, accepted)
         if child is None or isinstance(ref, Digest):
             raise ApiError(
                 "MANIFEST_UNKNOWN",
@@ -154,7 +158,7 @@ def _resolve(storage: Storage, name: str, ref: Digest | str) -> Digest:
 
 
 def _platform_child(
-    storage: Storage, name: str, body: bytes, accepted: list[str]
+    registry: Registry, name: str, body: bytes, accepted: list[str]
 ) -> tuple[Digest, tuple[bytes, str]] | None:
     import json
 
@@ -171,7 +175,9 @@ def _platform_child(
         digest = maybe_digest(str(item.get("digest", "")))
         if digest is None:
             continue
-        found = storage.read_manifest(name, digest)
+        if registry.cache is not None:
+            registry.cache.manifest(name, digest)
+        found = registry.storage.read_manifest(name, digest)
         if found is not None and _acceptable(found[1], accepted):
             return digest, found
     return None

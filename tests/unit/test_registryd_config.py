@@ -151,3 +151,83 @@ def test_search_terms_and_table() -> None:
         "a/b    desc          3       [OK]",
         "c                    0",
     ]
+
+
+def test_proxy_section_and_its_defaults(tmp_path: Path) -> None:
+    from registryd.config import PROXY_TTL, ProxyConfig
+
+    path = write(
+        tmp_path,
+        "proxy:\n  remoteurl: https://registry-1.docker.io/\n  username: bob\n"
+        "  password: hunter2\n  ttl: 60\n  tls_verify: false\n",
+    )
+    proxy = load_config(path).proxy
+    assert proxy == ProxyConfig("https://registry-1.docker.io", "bob", "hunter2", 60, False)
+    assert (proxy.host, proxy.https) == ("registry-1.docker.io", True)
+    assert "hunter2" not in repr(proxy)
+    assert load_config(None).proxy is None
+    plain = load_config(write(tmp_path, "proxy: {remoteurl: 'http://127.0.0.1:5000'}\n"))
+    assert plain.proxy == ProxyConfig("http://127.0.0.1:5000")
+    assert (plain.proxy.ttl, plain.proxy.tls_verify, plain.proxy.username) == (
+        PROXY_TTL,
+        True,
+        None,
+    )
+    assert (plain.proxy.host, plain.proxy.https) == ("127.0.0.1:5000", False)
+
+
+def test_proxy_flag_sets_the_remote_url(tmp_path: Path) -> None:
+    config = load_config(None, proxy="http://[::1]:5000")
+    assert config.proxy is not None and config.proxy.remoteurl == "http://[::1]:5000"
+    path = write(tmp_path, "proxy: {remoteurl: 'https://a.example', ttl: 5}\n")
+    merged = load_config(path, proxy="https://b.example")
+    assert merged.proxy is not None
+    assert (merged.proxy.remoteurl, merged.proxy.ttl) == ("https://b.example", 5)
+    with pytest.raises(SpecError) as caught:
+        load_config(None, proxy="registry-1.docker.io")
+    assert caught.value.problems[0].startswith("proxy.remoteurl: 'registry-1.docker.io'")
+
+
+def test_proxy_problems_all_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "proxy:\n  remoteurl: ftp://mirror/path\n  username: bob\n  ttl: -1\n  tls_verify: 1\n"
+        "  cache: yes\n",
+    )
+    with pytest.raises(SpecError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    assert len(problems) == 5, problems
+    assert problems[0] == (
+        "proxy (line 1): Additional properties are not allowed ('cache' was unexpected)"
+    )
+    assert problems[1].startswith("proxy (line 1): 'password' is a dependency of 'username'")
+    assert problems[2].startswith("proxy.remoteurl (line 2): 'ftp://mirror/path' does not match")
+    assert problems[3] == "proxy.ttl (line 4): -1 is less than the minimum of 0"
+    assert problems[4] == "proxy.tls_verify (line 5): 1 is not of type 'boolean'"
+    with pytest.raises(SpecError) as caught:
+        load_config(write(tmp_path, "proxy: {ttl: 5}\n"))
+    assert caught.value.problems == ["proxy.remoteurl (line 1): is required"]
+
+
+def test_plain_registryd_does_not_load_the_registry_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, registryd.serve, registryd.app, registryd.config, registryd.cli\n"
+        "assert not [m for m in sys.modules if m.startswith(('imagetools', 'registryd.proxy'))]"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_proxy_remote_url_is_the_upstream_origin() -> None:
+    from registryd.config import ProxyConfig
+    from registryd.proxy import Upstream
+
+    # docker.io is the client's alias of Docker Hub's API host; the scheme is never probed.
+    assert Upstream(ProxyConfig("https://docker.io")).base() == "https://registry-1.docker.io"
+    plain = Upstream(ProxyConfig("http://127.0.0.1:5000", tls_verify=False))
+    assert plain.url("/v2/") == "http://127.0.0.1:5000/v2/"
+    assert plain.tls_verify is False

@@ -77,10 +77,14 @@ def find(store: Store, text: str) -> Found:
         for name, descriptor in refs:
             if name == wanted:
                 return found(name, descriptor)
-        if ref.digest and not ref.tag:
+        if ref.digest:
+            # repo@digest (a tag beside the digest says nothing: the digest wins, as in
+            # docker): an image of that repository with that manifest, or pulled from that
+            # index (a multi-arch tag's digest is the index's).
             for name, descriptor in refs:
-                if descriptor["digest"] == ref.digest and _repository(name) == ref.name:
-                    return found(wanted, descriptor)
+                index = (descriptor.get("annotations") or {}).get(INDEX_ANNOTATION)
+                if ref.digest in (descriptor["digest"], index) and _repository(name) == ref.name:
+                    return found(f"{ref.name}@{ref.digest}", descriptor)
     match = _HEX.match(text)
     if match:
         prefix = match.group(1)
@@ -331,7 +335,10 @@ def go_json(value: Any, indent: int = 4) -> str:
 # -- tag, rm, gc --------------------------------------------------------------------------------
 def tag(store: Store, source: str, target: str) -> str:
     """Give the image ``source`` the name ``target`` (docker's defaults); returns it."""
-    name = str(Reference.parse(target))
+    parsed = Reference.parse(target)
+    if parsed.digest is not None:
+        raise ImageError(f"refusing to create a tag with a digest reference: {target}")
+    name = str(parsed)
     with store.lease():  # the image cannot be gc'd between finding and naming it
         found = find(store, source)
         store.set_ref(name, found.descriptor)
@@ -367,7 +374,12 @@ def remove(store: Store, text: str, force: bool = False) -> Removal:
     nothing else uses go with its last name (the snapshotters' release_image)."""
     found = find(store, text)
     targets = found.names if found.by_id else [found.name or text]
-    if found.by_id and len(targets) > 1 and not force:
+    if found.name is not None and not any(found.name == name for name, _ in store.refs()):
+        # repo@digest names no store entry: it stands for that repository's names of it.
+        repository = _repository(found.name)
+        targets = [name for name in found.names if _repository(name) == repository]
+    repositories = {_repository(name) for name in targets}
+    if found.by_id and len(repositories) > 1 and not force:
         raise ImageError(
             f"conflict: unable to delete {text} (must be forced) - image is referenced in"
             f" multiple repositories ({', '.join(targets)})"

@@ -159,7 +159,9 @@ def _pull(
     descriptor["annotations"] = annotations
     if found is not None:
         descriptor["platform"] = found.to_json()
-    name = str(reference)
+    # A tag beside a digest says nothing (the digest wins, as in docker): the name is the
+    # digest's, which the other commands find.
+    name = f"{reference.name}@{reference.digest}" if reference.digest else str(reference)
     store.set_ref(name, descriptor)
     annotations[REF_ANNOTATION] = name
     return descriptor

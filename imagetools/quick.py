@@ -44,4 +44,10 @@ def main(args: list[str]) -> int | None:
         from imagetools.registry.quick import main as handler
     else:
         return None
-    return handler(root, rest)
+    try:
+        return handler(root, rest)
+    except KeyboardInterrupt:  # Ctrl-C: what was fetched stays in ingest/ for the next pull
+        from runtime.cli.edge import _report
+
+        _report("interrupted")
+        return 130

@@ -16,15 +16,26 @@ DEFAULT_TAG = "latest"
 # The registry docker.io's API lives at (what docker's client talks to).
 DOCKER_HUB_API = "registry-1.docker.io"
 
+# \Z, not $ (which also matches before a final newline); ASCII only, as docker's grammar.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*\Z")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
+# The registered algorithms (image-spec): their encoded part is lowercase hex of one length.
+_DIGEST_HEX = {"sha256": 64, "sha512": 128}
 _HOST = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*"
-    r"[a-zA-Z0-9])?))*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*"
+    r"[a-zA-Z0-9])?))*(?::[0-9]+)?\Z|\[[0-9a-fA-F:]+\](?::[0-9]+)?\Z"
 )
 _MAX_NAME = 255
+
+
+def _registered(digest: str) -> bool:
+    """sha256 and sha512 with their exact lowercase-hex length; other algorithms are not
+    supported (docker: "unsupported digest algorithm")."""
+    algorithm, _, encoded = digest.partition(":")
+    length = _DIGEST_HEX.get(algorithm)
+    return length == len(encoded) and all(c in "0123456789abcdef" for c in encoded)
 
 
 class Reference:
@@ -47,7 +58,7 @@ class Reference:
         digest = None
         if "@" in text:
             text, _, digest = text.partition("@")
-            if not _DIGEST.match(digest):
+            if not _DIGEST.match(digest) or not _registered(digest):
                 raise InvalidReference(f"invalid reference {original!r}: bad digest {digest!r}")
         tag = None
         last = text.rpartition("/")[2]

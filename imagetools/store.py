@@ -573,7 +573,7 @@ class Store:
                         os.unlink(self.blob_path(digest))
                     except FileNotFoundError:
                         pass
-                removed += self._gc_ingest()
+            removed += self._gc_ingest(dry_run)
         return sorted(removed)
 
     def _snapshot_blobs(self) -> set[str]:
@@ -585,7 +585,8 @@ class Store:
 
         return protected_blobs(self)
 
-    def _gc_ingest(self) -> list[str]:
+    def _gc_ingest(self, dry_run: bool = False) -> list[str]:
+        """Partial downloads no live pull holds (its flock); ``dry_run``: only named."""
         removed = []
         try:
             names = os.listdir(f"{self.root}/ingest")
@@ -604,7 +605,8 @@ class Store:
                     if err.errno in (errno.EAGAIN, errno.EACCES):
                         continue  # a pull is writing it right now
                     raise
-                os.unlink(path)
+                if not dry_run:
+                    os.unlink(path)
                 removed.append(f"ingest/{name}")
             finally:
                 os.close(fd)

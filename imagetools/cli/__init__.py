@@ -61,6 +61,11 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
 
             _report(err.message)
             raise click.exceptions.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            from runtime.cli.edge import _report
+
+            _report("interrupted")
+            raise click.exceptions.Exit(130) from None
 
     return wrapper
 

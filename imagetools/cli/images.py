@@ -243,9 +243,10 @@ def _gc(store: Any, dry_run: bool) -> None:
     from imagetools.images import gc
 
     sizes = {}
-    for digest in store.gc(dry_run=True):
+    for item in store.gc(dry_run=True):  # blob digests and ingest/<partial download>
+        path = f"{store.root}/{item}" if item.startswith("ingest/") else store.blob_path(item)
         try:
-            sizes[digest] = os.stat(store.blob_path(digest)).st_size
+            sizes[item] = os.stat(path).st_size
         except (OSError, ValueError):
             pass
     removed, snapshots = gc(store, dry_run=dry_run)

@@ -175,6 +175,10 @@ def test_a_pull_killed_halfway_is_resumed(
     partial = {name: size for name, size in ingest_files(root).items() if size}
     assert stored_names(root) == {}
     assert not {f"sha256:{name.split('-', 1)[1]}" for name in partial} & stored_blobs(root)
+    dry = image_cli(root, "gc", "--dry-run", env=env)  # names the partial files, keeps them
+    assert {f"Would delete: ingest/{name}" for name in partial} <= set(dry.stdout.splitlines())
+    assert "0 B would be reclaimed" not in dry.stderr
+    assert {n: s for n, s in ingest_files(root).items() if s} == partial
 
     proxy.clear()
     result = image_cli(root, "pull", "--tls-verify=false", ref, env=env)
@@ -215,3 +219,30 @@ def test_four_pulls_of_one_image_at_once_share_the_store(
         blob = root / "blobs/sha256" / layer["digest"].split(":")[1]
         assert blob.stat().st_size == layer["size"]
         assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == layer["digest"]
+
+
+def test_ctrl_c_stops_a_pull_with_one_line_and_the_next_pull_resumes(
+    registry_images: RegistryImages, proxy: Proxy, tmp_path: Path, env: dict[str, str]
+) -> None:
+    root = tmp_path / "store"
+    ref = f"{proxy.host}/layers:latest"
+    proxy.throttle = 0.05
+    process = subprocess.Popen(
+        [PYRUN, "image", "--root", str(root), "pull", "--tls-verify=false", ref],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(ingest_files(root).values()):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "pyrun: interrupted" and "Traceback" not in err
+    assert stored_names(root) == {}
+    proxy.clear()
+    result = image_cli(root, "pull", "-q", "--tls-verify=false", ref, env=env)
+    assert result.returncode == 0, result

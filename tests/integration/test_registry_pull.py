@@ -75,6 +75,34 @@ def test_pull_by_digest_and_schema2(
     assert "HTTP 404: MANIFEST_UNKNOWN" in result.stderr, result
 
 
+def test_names_with_digests_pull_inspect_and_remove_like_docker(
+    registry_images: RegistryImages, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """repo:tag@digest pulls the digest (the tag says nothing) and names it repo@digest;
+    inspect and rm take repo@digest; a tag may not carry a digest; rm by a digest nothing
+    has is an error, not a silent success."""
+    root = tmp_path / "store"
+    digest = registry_images.digests["busybox:latest"]
+    repository = registry_images.ref("busybox")
+    pulled = image_cli(
+        root, "pull", "-q", "--tls-verify=false", f"{repository}:ignored@{digest}", env=env
+    )
+    assert pulled.returncode == 0 and pulled.stdout.strip() == digest, pulled
+    assert list(stored_names(root)) == [f"{repository}@{digest}"]
+    inspected = image_cli(root, "inspect", f"{repository}@{digest}", env=env)
+    assert inspected.returncode == 0 and json.loads(inspected.stdout)["Digest"] == digest
+
+    assert image_cli(root, "tag", f"{repository}@{digest}", "localhost/mine:1").returncode == 0
+    refused = image_cli(root, "tag", "localhost/mine:1", f"localhost/mine@{digest}")
+    assert refused.returncode == 1
+    assert "refusing to create a tag with a digest reference" in refused.stderr
+    nothing = image_cli(root, "rm", f"{repository}@sha256:{'0' * 64}")
+    assert nothing.returncode == 1 and "is not in the store" in nothing.stderr
+    removed = image_cli(root, "rm", f"{repository}@{digest}")
+    assert removed.returncode == 0, removed
+    assert list(stored_names(root)) == ["localhost/mine:1"]  # another repository's name stays
+
+
 def test_pull_index_selects_the_platform(
     registry_images: RegistryImages, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -99,6 +127,8 @@ def test_pull_index_selects_the_platform(
     assert index_digest in stored_blobs(root)
     inspected = json.loads(image_cli(root, "inspect", ref, env=env).stdout)
     assert inspected["Digest"] == registry_images.registry.inspect("multiarch:latest")["Digest"]
+    by_index = image_cli(root, "inspect", f"{ref.rsplit(':', 1)[0]}@{index_digest}", env=env)
+    assert by_index.returncode == 0 and json.loads(by_index.stdout)["Digest"] == index_digest
 
     for platform in ("linux/arm64", "linux/arm64/v8", "linux/aarch64"):
         result = image_cli(root, "pull", "--platform", platform, "--tls-verify=false", ref, env=env)

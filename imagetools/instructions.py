@@ -26,15 +26,21 @@ class ChangeError(ImageError):
 def apply_changes(settings: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     """A copy of the image config's ``config`` object with ``changes`` applied in order."""
     result: dict[str, Any] = json.loads(json.dumps(settings or {}))
+    # docker's builder (cmdSet): ENTRYPOINT resets only an inherited Cmd, never one that a
+    # CMD of this change list sets, before or after it.
+    cmd_set = any(_keyword(change) == "CMD" for change in changes)
     for change in changes:
-        _apply(result, change)
+        _apply(result, change, cmd_set)
     return result
 
 
-def _apply(settings: dict[str, Any], change: str) -> None:
-    keyword, _, rest = change.strip().partition(" ")
-    keyword = keyword.upper()
-    rest = rest.strip()
+def _keyword(change: str) -> str:
+    return change.strip().partition(" ")[0].upper()
+
+
+def _apply(settings: dict[str, Any], change: str, cmd_set: bool) -> None:
+    keyword = _keyword(change)
+    rest = change.strip().partition(" ")[2].strip()
     if keyword not in INSTRUCTIONS:
         raise ChangeError(
             f"invalid change {change!r}: {keyword or 'nothing'} is not one of"
@@ -44,7 +50,7 @@ def _apply(settings: dict[str, Any], change: str) -> None:
         raise ChangeError(f"invalid change {change!r}: {keyword} needs an argument")
     if keyword in ("CMD", "ENTRYPOINT"):
         settings["Cmd" if keyword == "CMD" else "Entrypoint"] = _command(rest, change)
-        if keyword == "ENTRYPOINT":
+        if keyword == "ENTRYPOINT" and not cmd_set:
             settings.pop("Cmd", None)  # docker: a new ENTRYPOINT resets an inherited CMD
     elif keyword == "ENV":
         env = list(settings.get("Env") or [])

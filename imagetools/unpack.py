@@ -195,7 +195,7 @@ def _fill_bundle(
     config_path = path / "config.json"
     if snapshotter != "vfs":
         # The snapshot engineer's hook: prepare(store, image, bundle, snapshotter=, rootless=,
-        # force=, warn=) makes the bundle's rootfs (e.g. an overlay of the layers, each
+        # force=, warn=, limit=) makes the bundle's rootfs (e.g. an overlay of the layers, each
         # unpacked once with apply_layer(..., whiteouts="overlay")) and returns the directory
         # where the image's tree can be read (for /etc/passwd).
         import importlib
@@ -210,9 +210,16 @@ def _fill_bundle(
             rootless=rootless,
             force=force,
             warn=warn,
+            limit=limit,
         )
     else:
         rootfs = path / "rootfs"
+        if force:
+            # What the bundle had (an overlay mounted on rootfs, a vfs record) goes first, as
+            # for overlay; refused (nothing changed) while a running container uses it.
+            from imagetools.snapshots.bundles import release_previous
+
+            release_previous(str(path), keep_rootfs=True)
         _fresh_rootfs(rootfs, force)
         try:
             apply_image(store, image, rootfs, rootless=rootless, limit=limit, warn=warn)

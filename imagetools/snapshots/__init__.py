@@ -3,7 +3,7 @@ snapshots (overlay mounts or recorded vfs copies), their release, gc and commit'
 
 The public calls (the rest is internal)::
 
-    prepare(store, image, bundle, snapshotter=, rootless=, force=, warn=) -> rootfs
+    prepare(store, image, bundle, snapshotter=, rootless=, force=, warn=, limit=) -> rootfs
         imagetools.unpack's hook for --snapshotter overlay
     snapshot_annotations(store, image, bundle, snapshotter, rootfs) -> {name: value}
         after unpack: names the bundle's snapshot in its config.json (records a vfs one)

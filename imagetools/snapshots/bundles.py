@@ -11,7 +11,10 @@ Either way ``meta.json`` says which bundle owns the snapshot, and the bundle's c
 names it in its annotations (``io.pyrun.image.snapshot`` = id, ``io.pyrun.image.root`` = the
 store). Annotations are user input: ``release`` acts only when the store's own metadata says
 the snapshot belongs to exactly that bundle, inside ``<root>/snapshots/bundles/``, and it
-unmounts only an overlay whose upperdir is that snapshot's.
+unmounts only an overlay whose upperdir is that snapshot's. ``unpack --force`` and
+``snapshots rm`` also refuse (changing nothing) while a running container still has the
+overlay in its own mount namespace (``overlay.user_elsewhere``); ``pyrun delete`` does not
+look (its container has stopped).
 """
 
 from __future__ import annotations
@@ -70,10 +73,13 @@ def prepare(
     rootless: bool = False,
     force: bool = False,
     warn: Callable[[str], None] | None = None,
+    limit: int | None = None,
 ) -> str:
     """imagetools.unpack's hook: mount ``bundle/rootfs`` as an overlay of the image's layer
-    snapshots (made first where missing) and the bundle's own upper dir. Returns the rootfs."""
-    from imagetools.snapshots import layers as layer_snapshots
+    snapshots (made first where missing) and the bundle's own upper dir. Returns the rootfs.
+    ``limit``: most uncompressed bytes one layer may hold (None: imagetools.layer's default),
+    checked for layer snapshots made before too. A failure (Ctrl-C included) leaves no rootfs
+    dir this call made."""
     from imagetools.snapshots import overlay
 
     if snapshotter != "overlay":
@@ -94,7 +100,25 @@ def prepare(
     rootfs = f"{path}/rootfs"
     if force:
         release_previous(path)
-    _empty_dir(rootfs, force)
+    made = _empty_dir(rootfs, force)
+    try:
+        return _prepare_mount(store, image, path, rootfs, layout, options, limit)
+    except BaseException:
+        _undo_prepared(layout, path, rootfs if made else None)
+        raise
+
+
+def _prepare_mount(
+    store: Store,
+    image: ResolvedImage,
+    path: str,
+    rootfs: str,
+    layout: Layout,
+    options: list[str],
+    limit: int | None,
+) -> str:
+    from imagetools.snapshots import layers as layer_snapshots
+
     layers = [
         layer_snapshots.Layer(
             {"digest": layer.digest, "mediaType": layer.media_type, "size": layer.size},
@@ -107,17 +131,35 @@ def prepare(
         raise SnapshotError("an image without layers cannot be an overlay: use --snapshotter vfs")
     record = image_record(store, image)
     for _ in range(_ATTEMPTS):
-        links = layer_snapshots.ensure(store, layout, layers)
+        links = layer_snapshots.ensure(store, layout, layers, limit=limit)
         with layout.lock():
             if any(
                 layer_snapshots.link_of(layout, x.chain_id) != y
                 for x, y in zip(layers, links, strict=True)
             ):
                 continue  # a gc took a layer between ensure and the lock: make it again
-            snapshot_id = _mount_new(layout, path, rootfs, record, layers, links, options)
-        _PREPARED[path] = _MADE[path] = snapshot_id
+            _mount_new(layout, path, rootfs, record, layers, links, options)
         return rootfs
     raise SnapshotError("layer snapshots were removed while preparing the bundle; try again")
+
+
+def _undo_prepared(layout: Layout, bundle: str, made_rootfs: str | None) -> None:
+    """prepare failed (Ctrl-C included): undo the snapshot it had mounted already, if any,
+    then remove the rootfs dir it made, if empty (rmdir: never a mount point, never files)."""
+    snapshot_id = _PREPARED.pop(bundle, None)
+    if snapshot_id is not None and _MADE.get(bundle) == snapshot_id:
+        del _MADE[bundle]
+        meta = load(layout, snapshot_id)
+        if meta is not None and meta["bundle"] == bundle:
+            try:
+                teardown(layout, meta, keep_rootfs=True, check_users=False)
+            except (SnapshotError, OSError):
+                pass  # the mount stays (gc or snapshots rm take it); never rmdir'ed under it
+    if made_rootfs is not None:
+        try:
+            os.rmdir(made_rootfs)
+        except OSError:
+            pass  # not empty, a mount point, or gone
 
 
 def _chain(image: ResolvedImage) -> list[str]:
@@ -165,8 +207,13 @@ def _mount_new(
             rootfs,
             options,
         )
+        # Recorded at once: from here on a failure (even Ctrl-C) in prepare unmounts it.
+        _PREPARED[bundle] = _MADE[bundle] = snapshot_id
     except BaseException:
-        _remove_tree(directory)
+        if _MADE.get(bundle) != snapshot_id:
+            if overlay.mounted_upper(rootfs) == f"{directory}/upper":
+                overlay.unmount(rootfs)  # interrupted right after the mount
+            _remove_tree(directory)
         raise
     return snapshot_id
 
@@ -178,12 +225,13 @@ def _copy_attributes(source: str, target: str) -> None:
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
-def _empty_dir(rootfs: str, force: bool) -> None:
+def _empty_dir(rootfs: str, force: bool) -> bool:
+    """Make sure ``rootfs`` is an empty dir; True when this call made it."""
     if os.path.islink(rootfs) or (os.path.lexists(rootfs) and not os.path.isdir(rootfs)):
         raise SnapshotError(f"{rootfs} exists and is not a directory")
     if not os.path.exists(rootfs):
         os.mkdir(rootfs, 0o755)
-        return
+        return True
     if os.path.ismount(rootfs):
         raise SnapshotError(f"{rootfs} is a mount point: unmount it first")
     if os.listdir(rootfs):
@@ -191,6 +239,8 @@ def _empty_dir(rootfs: str, force: bool) -> None:
             raise SnapshotError(f"{rootfs} is not empty. Remove it first or use --force")
         _remove_tree(rootfs, ignore_errors=False)
         os.mkdir(rootfs, 0o755)
+        return True
+    return False
 
 
 def record_vfs(
@@ -253,7 +303,7 @@ def abandon(store: Store, bundle: str | os.PathLike[str]) -> None:
     layout = layout_of(store)
     meta = load(layout, snapshot_id)
     if meta is not None and meta["bundle"] == path:
-        teardown(layout, meta, keep_rootfs=meta["kind"] == "vfs")
+        teardown(layout, meta, keep_rootfs=meta["kind"] == "vfs", check_users=False)
 
 
 # -- finding and releasing -----------------------------------------------------------------
@@ -307,7 +357,7 @@ def release_container(notes: dict[str, Any], bundle: str) -> bool:
     if found is None:
         return False
     layout, meta = found
-    teardown(layout, meta)
+    teardown(layout, meta, check_users=False)  # the container has stopped: no scan of /proc
     return True
 
 
@@ -360,15 +410,22 @@ def release_previous(bundle: str, keep_rootfs: bool = False) -> None:
         teardown(found[0], found[1], keep_rootfs=keep_rootfs)
 
 
-def teardown(layout: Layout, meta: dict[str, Any], keep_rootfs: bool = False) -> None:
+def teardown(
+    layout: Layout, meta: dict[str, Any], keep_rootfs: bool = False, check_users: bool = True
+) -> None:
     """Unmount (overlay) and remove the snapshot's own dirs. The bundle's emptied rootfs dir
-    goes too; a vfs rootfs (the user's files) stays."""
+    goes too; a vfs rootfs (the user's files) stays. ``check_users``: first look for a
+    running container's copy of the overlay in another mount namespace and refuse, changing
+    nothing (``pyrun delete`` and an unpack undoing its own new snapshot skip the scan: no
+    container runs there)."""
     from imagetools.snapshots import overlay
 
     directory = layout.bundle_dir(meta["id"])
     if meta["kind"] == "overlay":
         rootfs = meta["rootfs"]
         upper = f"{directory}/upper"
+        if check_users:
+            refuse_if_used(layout, meta)
         stack = overlay.mount_stack(rootfs)
         while stack and stack[-1] == upper:
             overlay.unmount(rootfs)
@@ -389,17 +446,36 @@ def teardown(layout: Layout, meta: dict[str, Any], keep_rootfs: bool = False) ->
     _remove_tree(directory)
 
 
+def refuse_if_used(layout: Layout, meta: dict[str, Any]) -> None:
+    """SnapshotError when a process in another mount namespace (a running container) still
+    has the overlay of snapshot ``meta`` mounted: releasing it would take its writable layer."""
+    if meta["kind"] != "overlay":
+        return
+    from imagetools.snapshots import overlay
+
+    pid = overlay.user_elsewhere(f"{layout.bundle_dir(meta['id'])}/upper")
+    if pid is not None:
+        raise SnapshotError(
+            f"snapshot {meta['id']} of {meta['bundle']} is in use by a running container"
+            f" (pid {pid}): stop it first"
+        )
+
+
 def is_live(layout: Layout, meta: dict[str, Any]) -> bool:
     """Whether a bundle snapshot is still in use. overlay: mounted (on its bundle's rootfs,
     or anywhere: a bundle that was moved keeps its mount), or its bundle's config.json still
-    names it (unmounted by a reboot: create mounts it again); vfs: its rootfs is there."""
+    names it (unmounted by a reboot: create mounts it again), or a running container still
+    has it mounted in its own mount namespace; vfs: its rootfs is there."""
     if meta["kind"] == "overlay":
         from imagetools.snapshots import overlay
 
-        if overlay.mounts_of_upper(f"{layout.bundle_dir(meta['id'])}/upper"):
+        upper = f"{layout.bundle_dir(meta['id'])}/upper"
+        if overlay.mounts_of_upper(upper):
             return True
         named = of_bundle(meta["bundle"])
-        return named is not None and named[1]["id"] == meta["id"]
+        if named is not None and named[1]["id"] == meta["id"]:
+            return True
+        return overlay.user_elsewhere(upper) is not None
     return os.path.isdir(meta["bundle"]) and os.path.isdir(meta["rootfs"])
 
 

@@ -12,12 +12,17 @@ Two sources, one output (``Change`` items, parents before children, names sorted
   is written as its new self (an applier replaces a directory by a file and vice versa).
   Parent directories of a change are written too (their attributes), as containerd does.
   ctime comes from a coarse clock (one tick, up to 10 ms, on kernels without multigrain
-  timestamps): a path whose ctime was set within ``FRESH_NS`` before the scan could change
-  again in the same tick unseen, so it always counts as changed.
+  timestamps): a path whose ctime was set within ``FRESH_NS`` before the scan (right after
+  unpack, that is most of a small tree) could change again in the same tick unseen. For those
+  ("fresh") paths the scan also records a fingerprint of what a layer would hold of them
+  (mtime, link count, device number, xattrs, a regular file's sha256); while their ctime is
+  unchanged, commit compares that fingerprint instead. So an untouched path is never in the
+  layer and a changed one always is, whatever the timing; only fresh paths are hashed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -33,6 +38,8 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # Overlay bookkeeping an upper dir may carry; never part of an image.
 PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
 _UNSUPPORTED = ("trusted.overlay.metacopy", "trusted.overlay.redirect")
+# listxattr errors that mean "no xattrs here" (a filesystem or a file type without them).
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
 
 ENTRY = "entry"  # write the file at ``source`` as ``path``
 WHITEOUT = "whiteout"  # ``path`` was deleted: write dirname/.wh.basename
@@ -115,9 +122,13 @@ def _refuse_pointers(source: str, path: str) -> None:
 
 # -- vfs -----------------------------------------------------------------------------------------
 
-# A base entry: [path, inode, st_mode, uid, gid, size, ctime_ns, link target or ""]
+# A base entry: [path, inode, st_mode, uid, gid, size, ctime_ns, link target or "",
+# fingerprint]: the fingerprint is "" for a path older than the fresh window, null when a
+# fresh path could not be read (it then always counts as changed). Version 1 manifests have
+# no fingerprints: their fresh paths always count as changed.
 BaseEntry = list["Any"]
 FRESH_NS = 50_000_000
+_CHUNK = 1 << 20
 
 
 def scan(rootfs: str) -> dict[str, Any]:
@@ -126,11 +137,11 @@ def scan(rootfs: str) -> dict[str, Any]:
     bytes."""
     entries: list[BaseEntry] = []
     started = time.time_ns()
-    _scan(rootfs, "", entries)
-    return {"version": 1, "scanned_ns": started, "entries": entries}
+    _scan(rootfs, "", entries, started - FRESH_NS)
+    return {"version": 2, "scanned_ns": started, "entries": entries}
 
 
-def _scan(rootfs: str, relative: str, out: list[BaseEntry]) -> None:
+def _scan(rootfs: str, relative: str, out: list[BaseEntry], fresh: int) -> None:
     directory = _join(rootfs, relative) if relative else rootfs
     with os.scandir(directory) as iterator:
         items = sorted(iterator, key=lambda e: e.name)
@@ -138,17 +149,44 @@ def _scan(rootfs: str, relative: str, out: list[BaseEntry]) -> None:
         info = item.stat(follow_symlinks=False)
         path = _join(relative, item.name)
         link = os.readlink(item.path) if stat.S_ISLNK(info.st_mode) else ""
+        mark = fingerprint(item.path, info) if info.st_ctime_ns >= fresh else ""
         out.append(
             [path, info.st_ino, info.st_mode, info.st_uid, info.st_gid, info.st_size,
-             info.st_ctime_ns, link]
+             info.st_ctime_ns, link, mark]
         )  # fmt: skip
         if stat.S_ISDIR(info.st_mode):
-            _scan(rootfs, path, out)
+            _scan(rootfs, path, out, fresh)
+
+
+def fingerprint(source: str, info: os.stat_result) -> str | None:
+    """What a layer holds of a path beyond inode, mode, owner, size and link target (which
+    the base entry has anyway): mtime, link count, device number, xattrs and, for a regular
+    file, the sha256 of its contents. None when it cannot be read."""
+    import hashlib  # only here: the fast unpack path must not import it
+
+    digest = hashlib.sha256(f"{info.st_mtime_ns} {info.st_nlink} {info.st_rdev}\0".encode())
+    try:
+        names = sorted(os.listxattr(source, follow_symlinks=False))
+    except OSError as err:
+        if err.errno not in _NO_XATTRS:
+            return None
+        names = []
+    try:
+        for name in names:
+            value = os.getxattr(source, name, follow_symlinks=False)
+            key = os.fsencode(name)
+            digest.update(b"%d %s\0%d %s\0" % (len(key), key, len(value), value))
+        if stat.S_ISREG(info.st_mode):
+            digest.update(b"data\0")
+            with open(source, "rb", buffering=0) as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _same(base: BaseEntry, info: os.stat_result, source: str, fresh: int) -> bool:
-    if base[6] >= fresh:
-        return False
     if (base[1], base[2], base[3], base[4], base[5], base[6]) != (
         info.st_ino,
         info.st_mode,
@@ -158,7 +196,13 @@ def _same(base: BaseEntry, info: os.stat_result, source: str, fresh: int) -> boo
         info.st_ctime_ns,
     ):
         return False
-    return not stat.S_ISLNK(info.st_mode) or os.readlink(source) == base[7]
+    if stat.S_ISLNK(info.st_mode) and os.readlink(source) != base[7]:
+        return False
+    if base[6] < fresh:
+        return True
+    # ctime was set in the scan's clock tick: a change since may have left it as it was.
+    recorded = base[8] if len(base) > 8 else None
+    return isinstance(recorded, str) and bool(recorded) and fingerprint(source, info) == recorded
 
 
 def vfs_changes(rootfs: str, base: dict[str, Any]) -> Iterator[Change]:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
     from imagetools.snapshots.layout import BlobStore as Store
 
+# imagetools.layer.DEFAULT_LIMIT (not imported: the fast unpack path comes through here).
+DEFAULT_LIMIT = 16 << 30
+
 
 class Layer:
     """One layer of an image, as the snapshotter needs it."""
@@ -62,10 +65,15 @@ def link_of(layout: Layout, chain_id: str) -> str | None:
     return link if isinstance(link, str) and link.isalnum() else None
 
 
-def ensure(store: Store, layout: Layout, layers: list[Layer]) -> list[str]:
+def ensure(
+    store: Store, layout: Layout, layers: list[Layer], limit: int | None = None
+) -> list[str]:
     """Make every missing layer snapshot; the links of all of them, bottom layer first.
     Holds no lock while applying (it may take long); each finished layer is published under
-    the snapshots lock."""
+    the snapshots lock. ``limit`` (None: the default): most uncompressed bytes one layer may
+    hold, as for vfs; a layer snapshot made before whose recorded size is over it is refused
+    too (its meta.json keeps the size)."""
+    limit = DEFAULT_LIMIT if limit is None else limit
     for directory in (layout.layers, layout.links, layout.tmp):
         os.makedirs(directory, exist_ok=True)
     remove_stale(layout)
@@ -73,14 +81,32 @@ def ensure(store: Store, layout: Layout, layers: list[Layer]) -> list[str]:
     for position, layer in enumerate(layers):
         link = link_of(layout, layer.chain_id)
         if link is None:
-            link = _create(store, layout, layer, layers[:position], links)
+            link = _create(store, layout, layer, layers[:position], links, limit)
+        else:
+            _check_size(layout, layer, limit)
         _ensure_symlink(layout, layer.chain_id, link)
         links.append(link)
     return links
 
 
+def _check_size(layout: Layout, layer: Layer, limit: int) -> None:
+    """The words apply_layer uses for a layer over ``limit`` (vfs refuses it so)."""
+    meta = read_json(f"{layout.layer_dir(layer.chain_id)}/meta.json")
+    size = meta.get("size") if isinstance(meta, dict) else None
+    if isinstance(size, int) and size > limit:
+        raise UnpackError(
+            f"layer {layer.descriptor['digest']}: more than {limit} bytes uncompressed (the"
+            " limit): refusing a possible decompression bomb"
+        )
+
+
 def _create(
-    store: Store, layout: Layout, layer: Layer, lowers: list[Layer], lower_links: list[str]
+    store: Store,
+    layout: Layout,
+    layer: Layer,
+    lowers: list[Layer],
+    lower_links: list[str],
+    limit: int,
 ) -> str:
     import shutil
 
@@ -89,18 +115,18 @@ def _create(
     lower_trees = [f"{layout.layer_dir(lower.chain_id)}/fs" for lower in reversed(lowers)]
     with TmpDir(layout) as work:
         try:
-            _apply(store, layout, layer, f"{work}/fs", overlay_whiteouts=True, lowers=lower_trees)
-        except UnpackError:
-            if not lowers:
+            size = _apply(store, layout, layer, f"{work}/fs", True, limit=limit, lowers=lower_trees)
+        except UnpackError as err:
+            if not lowers or "decompression bomb" in str(err):
                 raise
             # Maybe a hardlink into a lower layer: apply through the lowers instead.
             shutil.rmtree(f"{work}/fs")
-            _apply_on_lowers(store, layout, layer, work, lower_links)
+            size = _apply_on_lowers(store, layout, layer, work, lower_links, limit)
         with layout.lock():
             link = _link_name(layout, layer.chain_id)
             write_json(
                 f"{work}/meta.json",
-                {"chainID": layer.chain_id, "diffID": layer.diff_id, "link": link},
+                {"chainID": layer.chain_id, "diffID": layer.diff_id, "link": link, "size": size},
             )
             try:
                 os.rename(work, layout.layer_dir(layer.chain_id))
@@ -118,8 +144,11 @@ def _apply(
     layer: Layer,
     target: str,
     overlay_whiteouts: bool,
+    *,
+    limit: int,
     lowers: list[str] | None = None,
-) -> None:
+) -> int:
+    """Apply the layer to ``target``; its uncompressed size."""
     from imagetools.layer import apply_layer
 
     descriptor = layer.descriptor
@@ -127,20 +156,22 @@ def _apply(
         os.mkdir(target)
         os.chmod(target, 0o755)  # not the umask's idea: the root of a layer without "./"
     with store.open_blob(descriptor["digest"], descriptor.get("size")) as stream:
-        apply_layer(
+        result = apply_layer(
             target,
             stream,
             descriptor["mediaType"],
             whiteouts="overlay" if overlay_whiteouts else "delete",
+            limit=limit,
             expected_diff_id=layer.diff_id,
             digest=descriptor["digest"],
             lowers=lowers or (),
         )
+    return result.size
 
 
 def _apply_on_lowers(
-    store: Store, layout: Layout, layer: Layer, work: str, lower_links: list[str]
-) -> None:
+    store: Store, layout: Layout, layer: Layer, work: str, lower_links: list[str], limit: int
+) -> int:
     """containerd's way: the layer applied on a mount of its lowers; the kernel writes the
     whiteouts and copies up what a hardlink needs into the new upper (``fs``)."""
     from imagetools.snapshots import overlay
@@ -154,11 +185,12 @@ def _apply_on_lowers(
         layout, list(reversed(lower_links)), f"{work}/fs", f"{work}/work", f"{work}/merged", options
     )
     try:
-        _apply(store, layout, layer, f"{work}/merged", overlay_whiteouts=False)
+        size = _apply(store, layout, layer, f"{work}/merged", False, limit=limit)
     finally:
         overlay.unmount(f"{work}/merged")
     os.rmdir(f"{work}/merged")
     _remove_tree(f"{work}/work")
+    return size
 
 
 def _remove_tree(path: str) -> None:

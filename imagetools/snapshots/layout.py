@@ -7,7 +7,8 @@
     <root>/snapshots/tmp/<random>/         a layer snapshot being written (never used as is)
     <root>/snapshots/layers/<chain-hex>/   a finished layer snapshot (renamed here whole):
         fs/                                the layer's files, overlay whiteouts included
-        meta.json                          {"chainID", "diffID", "link"}
+        meta.json                          {"chainID", "diffID", "link", "size"} (size:
+                                           uncompressed bytes, for a later unpack's --limit)
     <root>/snapshots/l/<link>              -> ../layers/<chain-hex>/fs: short lowerdir names
     <root>/snapshots/bundles/<id>/         one bundle's snapshot:
         meta.json                          {"id", "kind", "bundle", "rootfs", "image", "chain"}

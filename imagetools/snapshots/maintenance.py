@@ -184,7 +184,7 @@ def gc(store: Store, dry_run: bool = False) -> list[str]:
             if dry_run:
                 continue
             if meta is not None:
-                bundles.teardown(layout, meta)
+                bundles.teardown(layout, meta, check_users=False)  # is_live looked
             elif valid_id(name):
                 _remove_half_made(layout, name)
         keep = set(named_chains(store)) | {c for meta in kept for c in meta.get("chain") or []}

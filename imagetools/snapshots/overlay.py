@@ -137,15 +137,49 @@ def mounts_of_upper(upper: str) -> list[str]:
     """Mount points of every overlay whose upperdir is ``upper`` (a moved bundle's too)."""
     with open("/proc/self/mountinfo", "rb") as handle:
         text = handle.read().decode("utf-8", "surrogateescape")
-    points = []
-    for line in text.splitlines():
+    option = f"upperdir={upper}"
+    return [point for point, options in _overlays(text) if option in options]
+
+
+def user_elsewhere(upper: str) -> int | None:
+    """A pid in another mount namespace than this process's that still has an overlay whose
+    upperdir is ``upper`` mounted, None if there is none. A running container keeps its copy
+    of the bundle's overlay (its root, after pivot_root) in its own namespace, where this
+    process's mountinfo does not show it. Each namespace's mountinfo is read once; processes
+    that vanish or may not be looked at meanwhile are skipped."""
+    import errno
+
+    vanished = (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM)
+    option = f"upperdir={upper}"
+    seen = {os.readlink("/proc/self/ns/mnt")}
+    pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    for pid in pids:
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+            if namespace in seen:
+                continue
+            with open(f"/proc/{pid}/mountinfo", "rb") as handle:
+                text = handle.read().decode("utf-8", "surrogateescape")
+        except OSError as err:
+            if err.errno in vanished:
+                continue
+            raise
+        seen.add(namespace)
+        if any(option in options for _point, options in _overlays(text)):
+            return pid
+    return None
+
+
+def _overlays(mountinfo: str) -> list[tuple[str, list[str]]]:
+    """(mount point, super options) of every overlay in ``mountinfo``."""
+    found = []
+    for line in mountinfo.splitlines():
         fields, _, tail = line.partition(" - ")
         parts, tail_parts = fields.split(" "), tail.split(" ")
         if len(parts) < 5 or not tail_parts or tail_parts[0] != "overlay":
             continue
-        if f"upperdir={upper}" in _unescape(tail_parts[-1]).split(","):
-            points.append(_unescape(parts[4]))
-    return points
+        found.append((_unescape(parts[4]), _unescape(tail_parts[-1]).split(",")))
+    return found
 
 
 def mounted_upper(target: str) -> str | None:

@@ -173,16 +173,25 @@ def unpack_overlay(root: str, ref: str, bundle: str) -> bool:
     from imagetools.convert import runtime_config
     from imagetools.snapshots.bundles import abandon, prepare, snapshot_annotations
 
+    created = not os.path.lexists(bundle)
     os.makedirs(bundle, exist_ok=True)
-    rootfs = prepare(store, image, bundle, snapshotter="overlay")
     try:
-        notes = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
-        notes[IMAGE_NAME] = ref
-        notes.update(snapshot_annotations(store, image, bundle, "overlay", rootfs))
-        config = runtime_config(image.config, rootfs, rootless=False, annotations=notes)
-        _write_config(f"{bundle}/config.json", config)
+        rootfs = prepare(store, image, bundle, snapshotter="overlay")
+        try:
+            notes = {IMAGE_MANIFEST: image.manifest_digest, IMAGE_CONFIG: image.config_digest}
+            notes[IMAGE_NAME] = ref
+            notes.update(snapshot_annotations(store, image, bundle, "overlay", rootfs))
+            config = runtime_config(image.config, rootfs, rootless=False, annotations=notes)
+            _write_config(f"{bundle}/config.json", config)
+        except BaseException:
+            abandon(store, bundle)
+            raise
     except BaseException:
-        abandon(store, bundle)
+        if created:
+            try:
+                os.rmdir(bundle)  # what failed cleaned up after itself; an empty dir is ours
+            except OSError:
+                pass
         raise
     return True
 

@@ -662,6 +662,53 @@ def test_commit_of_a_bundle_without_a_valid_config_says_why(store: Store, bundle
     assert [p for p in (Path(store.root) / "blobs").rglob("*") if p.is_file()] == []
 
 
+def _layer_members(store: Store, manifest_digest: str) -> tuple[str, dict[str, bytes | None]]:
+    """The digest of the image's last layer and its members (name -> a file's contents)."""
+    import io
+    import tarfile
+
+    layer = store.read_json(manifest_digest)["layers"][-1]
+    members: dict[str, bytes | None] = {}
+    with tarfile.open(fileobj=io.BytesIO(store.read_blob(layer["digest"]))) as archive:
+        for member in archive:
+            data = archive.extractfile(member) if member.isfile() else None
+            members[member.name] = data.read() if data else None
+    return layer["digest"], members
+
+
+def test_vfs_commit_writes_only_what_changed_since_the_unpack(store: Store, tmp_path: Path) -> None:
+    root = Path(store.root)
+    base_image(store)
+    layers = []
+    for attempt in ("one", "two"):
+        bundle = unpack(store, "localhost/snap/base:1", tmp_path / attempt, "vfs")
+        added = bundle / "rootfs/added"
+        added.write_text("x\n")  # right after the unpack: in the scan's fresh window
+        os.utime(added, (1_700_000_000, 1_700_000_000))
+        result = image_cli(root, "commit", str(bundle), f"localhost/snap/vfs:{attempt}")
+        assert result.returncode == 0, result.stderr
+        digest, members = _layer_members(store, result.stdout.strip())
+        assert members == {"added": b"x\n"}
+        layers.append(digest)
+    assert layers[0] == layers[1]  # the same change, the same layer
+
+
+def test_vfs_commit_sees_a_same_size_rewrite_with_its_mtime_put_back(
+    store: Store, tmp_path: Path
+) -> None:
+    base_image(store)
+    bundle = unpack(store, "localhost/snap/base:1", tmp_path / "b", "vfs")
+    motd = bundle / "rootfs/etc/motd"
+    before = os.lstat(motd)
+    motd.write_text("HELLO FROM THE IMAGE\n")  # same size
+    os.utime(motd, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r
+    assert os.lstat(motd).st_size == before.st_size
+    result = image_cli(Path(store.root), "commit", str(bundle), "localhost/snap/motd:1")
+    assert result.returncode == 0, result.stderr
+    _, members = _layer_members(store, result.stdout.strip())
+    assert members == {"etc": None, "etc/motd": b"HELLO FROM THE IMAGE\n"}
+
+
 # -- the fast command path -----------------------------------------------------------------------
 
 HEAVY = ("click", "json", "re", "dataclasses", "pathlib", "hashlib", "yaml", "jsonschema")
@@ -715,3 +762,140 @@ def test_fast_unpack_falls_back_when_layers_are_missing(store: Store, tmp_path: 
     again = image_cli(Path(store.root), "unpack", "--snapshotter", "overlay",
                       "localhost/snap/base:1", str(tmp_path / "b"))  # fmt: skip
     assert again.returncode == 1 and "exists" in again.stderr  # the full path's words
+
+
+# -- releasing a bundle whose container runs; --force and --limit ----------------------------
+
+
+def _stop(pyrun: Runtime, cid: str) -> None:
+    """Kill the container this test started and wait until it is stopped."""
+    pyrun("kill", cid, "KILL")
+    deadline = time.monotonic() + 30
+    while pyrun.state(cid)["status"] != "stopped":
+        assert time.monotonic() < deadline, "the container did not stop"
+        time.sleep(0.05)
+
+
+def test_a_running_containers_snapshot_is_neither_replaced_nor_removed(
+    store: Store, tmp_path: Path, pyrun: Runtime
+) -> None:
+    """The container's copy of its overlay lives in its own mount namespace (after
+    pivot_root), which the host's mountinfo does not show: unpack --force and snapshots rm
+    look there too, refuse, and change nothing."""
+    root = Path(store.root)
+    base_image(store)
+    bundle = unpack(store, "localhost/snap/base:1", tmp_path / "bundle")
+    snap = snapshot_dir(store, bundle)
+    set_args(bundle, ["sleep", "300"])
+    cid = pyrun.id()
+    pyrun.ok("run", "-d", "--bundle", str(bundle), cid)
+    pid = pyrun.state(cid)["pid"]
+    words = f"snapshot {snap.name} of {bundle} is in use by a running container (pid {pid})"
+    for args in (
+        ("unpack", "--force", "--snapshotter", "overlay", "localhost/snap/base:1", str(bundle)),
+        ("unpack", "--force", "--snapshotter", "vfs", "localhost/snap/base:1", str(bundle)),
+        ("snapshots", "rm", snap.name),
+    ):
+        refused = image_cli(root, *args)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert refused.stderr == f"pyrun: {words}: stop it first\n", args
+        assert (snap / "upper").is_dir() and (snap / "meta.json").exists()
+        assert annotations(bundle)[SNAPSHOT] == snap.name
+        options = overlay_mount(bundle / "rootfs")
+        assert options is not None and options["upperdir"] == f"{snap}/upper"
+    wrote = pyrun("exec", cid, "sh", "-c", "echo x >/f && cat /f")
+    assert (wrote.returncode, wrote.stdout) == (0, "x\n"), wrote
+    assert (snap / "upper/f").read_text() == "x\n"
+
+    _stop(pyrun, cid)  # stopped, not deleted: its namespace is gone, the host mount stays
+    again = image_cli(root, "unpack", "--force", "localhost/snap/base:1", str(bundle))
+    assert again.returncode == 0, again.stderr
+    assert not snap.exists()
+    fresh = snapshot_dir(store, bundle)
+    assert fresh != snap and not (bundle / "rootfs/f").exists()
+    pyrun.ok("delete", cid)  # the container's annotations name the old snapshot: gone already
+    assert overlay_mount(bundle / "rootfs") is not None and fresh.exists()
+    removed = image_cli(root, "snapshots", "rm", fresh.name)
+    assert removed.returncode == 0, removed.stderr
+    assert mounts_under(tmp_path) == [] and not fresh.exists()
+
+
+def test_vfs_unpack_force_replaces_an_overlay_bundle(store: Store, tmp_path: Path) -> None:
+    root = Path(store.root)
+    base_image(store)
+    bundle = unpack(store, "localhost/snap/base:1", tmp_path / "bundle")
+    old = snapshot_dir(store, bundle)
+    (bundle / "rootfs/etc/motd").write_text("changed\n")
+    result = image_cli(
+        root, "unpack", "--force", "--snapshotter", "vfs", "localhost/snap/base:1", str(bundle)
+    )
+    assert result.returncode == 0, result.stderr
+    assert mounts_under(tmp_path) == []
+    assert not old.exists()
+    new = snapshot_dir(store, bundle)
+    assert json.loads((new / "meta.json").read_text())["kind"] == "vfs"
+    assert (bundle / "rootfs/etc/motd").read_text() == "hello from the image\n"
+    assert sorted(os.listdir(bundle / "rootfs/data")) == ["two"]
+    # And back to overlay.
+    back = image_cli(root, "unpack", "--force", "localhost/snap/base:1", str(bundle))
+    assert back.returncode == 0, back.stderr
+    assert overlay_mount(bundle / "rootfs") is not None and not new.exists()
+    assert image_cli(root, "snapshots", "rm", annotations(bundle)[SNAPSHOT]).returncode == 0
+    assert mounts_under(tmp_path) == []
+
+
+def test_overlay_unpack_keeps_to_the_limit_as_vfs_does(store: Store, tmp_path: Path) -> None:
+    root = Path(store.root)
+    base_image(store)
+    ref = "localhost/snap/base:1"
+    target = tmp_path / "o"
+
+    def refused(snapshotter: str) -> str:
+        result = image_cli(root, "unpack", "--snapshotter", snapshotter, "--limit=1000", ref,
+                           str(target))  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert not target.exists()
+        assert mounts_under(tmp_path) == []
+        assert not list((root / "snapshots/bundles").glob("*"))
+        assert not list((root / "snapshots/tmp").glob("*"))
+        return result.stderr
+
+    words = refused("vfs")
+    assert "refusing a possible decompression bomb" in words
+    assert refused("overlay") == words  # while making the layer snapshots
+    assert layer_dirs(store) == []
+    made = unpack(store, ref, tmp_path / "ok")  # no --limit: the layer snapshots are made
+    assert image_cli(root, "snapshots", "rm", annotations(made)[SNAPSHOT]).returncode == 0
+    assert len(layer_dirs(store)) == 3
+    assert refused("overlay") == words  # made before: their recorded sizes count
+    big = image_cli(root, "unpack", "--limit", str(64 << 20), ref, str(target))
+    assert big.returncode == 0, big.stderr
+    assert overlay_mount(target / "rootfs") is not None
+
+
+def test_ctrl_c_during_an_overlay_unpack_leaves_no_bundle(store: Store, tmp_path: Path) -> None:
+    many = tar(*[file(f"many/{i:05d}", b"x" * 700) for i in range(20000)])
+    put_image(store, "localhost/snap/big:1", [busybox_layer(), many])
+    bundle = tmp_path / "b1"
+    argv = [PYRUN, "image", "--root", store.root, "unpack", "--snapshotter", "overlay"]
+    child = subprocess.Popen(
+        [*argv, "localhost/snap/big:1", str(bundle)], stderr=subprocess.PIPE, text=True
+    )
+    tmp = Path(store.root) / "snapshots/tmp"
+    deadline = time.monotonic() + 60
+    interrupted = False
+    while time.monotonic() < deadline and child.poll() is None:
+        partial = [d for d in tmp.glob("*/fs/many") if d.is_dir()] if tmp.exists() else []
+        if partial and len(os.listdir(partial[0])) > 100:
+            child.send_signal(signal.SIGINT)
+            interrupted = True
+            break
+        time.sleep(0.005)
+    _, stderr = child.communicate(timeout=60)
+    assert interrupted, "the unpack finished before it could be interrupted"
+    assert (child.returncode, stderr) == (130, "pyrun: interrupted\n")
+    assert not bundle.exists()
+    assert [p.name for p in tmp.iterdir()] == []
+    assert len(layer_dirs(store)) == 1  # busybox finished; the big layer went with its tmp dir
+    assert not list((Path(store.root) / "snapshots/bundles").glob("*"))
+    assert mounts_under(tmp_path) == []

@@ -68,10 +68,63 @@ def _scan_settled(root: Path) -> dict[str, Any]:
     return scan(str(root))
 
 
-def test_paths_changed_just_before_the_scan_always_count(tmp_path: Path) -> None:
+def _same_tick(base: dict[str, Any], root: Path) -> None:
+    """Make the base's ctimes the tree's current ones: a coarse clock that did not tick
+    between the scan and the changes made since (ctime then cannot see them)."""
+    for entry in base["entries"]:
+        entry[6] = os.lstat(root / entry[0]).st_ctime_ns
+
+
+def test_paths_fresh_at_the_scan_count_only_when_changed(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    base = scan(str(tmp_path))  # right after the writes: every ctime is in the fresh window
+    assert all(entry[8] for entry in base["entries"])  # so each has a fingerprint
+    assert list(vfs_changes(str(tmp_path), base)) == []
+    assert list(vfs_changes(str(tmp_path), base)) == []  # and again: no timing involved
+
+
+def test_a_fresh_file_rewritten_in_the_same_clock_tick_counts(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    base = scan(str(tmp_path))
+    keep, passwd = tmp_path / "etc/keep", tmp_path / "etc/passwd"
+    before = os.lstat(keep)
+    keep.write_text("SAME")  # same size, mtime put back (touch -r)
+    os.utime(keep, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.setxattr(passwd, "user.note", b"x")
+    _same_tick(base, tmp_path)
+    assert _changes(list(vfs_changes(str(tmp_path), base))) == [
+        (ENTRY, "etc"),
+        (ENTRY, "etc/keep"),
+        (ENTRY, "etc/passwd"),
+    ]
+
+
+def test_a_fresh_path_without_a_fingerprint_always_counts(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    base = scan(str(tmp_path))  # f's ctime is within the clock's granularity of the scan
-    assert _changes(list(vfs_changes(str(tmp_path), base))) == [(ENTRY, "f")]
+    (tmp_path / "g").write_text("y")
+    base = scan(str(tmp_path))
+    del base["entries"][0][8:]  # a version 1 manifest
+    base["entries"][1][8] = None  # unreadable at the scan
+    assert _changes(list(vfs_changes(str(tmp_path), base))) == [(ENTRY, "f"), (ENTRY, "g")]
+
+
+def test_settled_paths_are_never_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagetools.snapshots import changes
+
+    _tree(tmp_path)
+    base = _scan_settled(tmp_path)
+    assert [entry[8] for entry in base["entries"]] == [""] * len(base["entries"])
+
+    def refuse(source: str, info: os.stat_result) -> str:
+        raise AssertionError(f"hashed {source}")
+
+    monkeypatch.setattr(changes, "fingerprint", refuse)
+    (tmp_path / "etc/keep").write_text("changed")
+    assert _changes(list(vfs_changes(str(tmp_path), base))) == [
+        (ENTRY, "etc"),
+        (ENTRY, "etc/keep"),
+    ]
 
 
 def _changes(items: list[Change]) -> list[tuple[str, str]]:
@@ -260,6 +313,25 @@ def test_changes_like_docker_commit() -> None:
     assert base["Env"] == ["PATH=/bin", "A=old"]  # the base is not changed in place
     shell = apply_changes({"Cmd": ["x"]}, ["ENTRYPOINT exec top -b"])
     assert shell == {"Entrypoint": ["/bin/sh", "-c", "exec top -b"]}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        ["CMD echo hi", 'ENTRYPOINT ["/bin/sh", "-c"]'],
+        ['ENTRYPOINT ["/bin/sh", "-c"]', "CMD echo hi"],
+        ["cmd echo hi", "ENV A=1", 'entrypoint ["/bin/sh", "-c"]'],
+    ],
+)
+def test_entrypoint_keeps_a_cmd_of_the_same_change_list(changes: list[str]) -> None:
+    result = apply_changes({"Cmd": ["inherited"]}, changes)
+    assert result["Entrypoint"] == ["/bin/sh", "-c"]
+    assert result["Cmd"] == ["/bin/sh", "-c", "echo hi"]
+
+
+def test_entrypoint_resets_only_an_inherited_cmd() -> None:
+    result = apply_changes({"Cmd": ["inherited"], "Env": ["A=1"]}, ['ENTRYPOINT ["top"]'])
+    assert result == {"Entrypoint": ["top"], "Env": ["A=1"]}
 
 
 @pytest.mark.parametrize(

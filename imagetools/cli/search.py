@@ -65,13 +65,23 @@ def search_command(
 ) -> None:
     from urllib.parse import urlencode
 
-    from imagetools.errors import RegistryError
+    from imagetools.errors import AuthError, RegistryError
     from imagetools.registry.client import RegistryClient
 
     registry, query = split_term(term)
     verify = tls_verify if tls_verify is not None else context.tls_verify
     host = HUB_SEARCH if registry == "docker.io" else registry
     client = RegistryClient(host, tls_verify=verify, cert_dir=cert_dir)
+    if registry != "docker.io" and client.auth.credentials() is not None:
+        # docker search sends the login it has. A registry that also answers anonymously
+        # never challenges the search, so learn its scheme (Basic, or a token) from /v2/
+        # first; refused credentials are the user's to know about.
+        try:
+            client.check_login()
+        except AuthError:
+            raise
+        except RegistryError:
+            pass  # a search-only server without /v2/: search as we can
     path = "/v1/search?" + urlencode({"q": query, "n": limit})
     response = client.request("GET", path, ())
     try:

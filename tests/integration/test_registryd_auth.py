@@ -628,6 +628,27 @@ def test_pyrun_pulls_with_docker_logins_identity_token(pushed: Server, tmp_path:
     assert "refused the identity token (401): run `pyrun image login" in result.stderr
 
 
+def test_pyrun_search_sends_the_login_it_has(pushed: Server, tmp_path: Path) -> None:
+    """registryd answers an anonymous search with public repositories only; logged in, pyrun
+    search shows what the account may pull (docker search sends its login too)."""
+    env = image_env(tmp_path)
+    store = tmp_path / "store"
+    term = f"{pushed.host}/"
+
+    def found() -> set[str]:
+        result = image_cli(store, "search", "--tls-verify=false", term, env=env)
+        assert result.returncode == 0, result
+        return {line.split()[0] for line in result.stdout.splitlines()[1:]}
+
+    assert found() == {f"{pushed.host}/public/busybox"}
+    login = image_cli(
+        store, "login", "--tls-verify=false", "-u", "bob", "--password-stdin", pushed.host,
+        input=USERS["bob"], env=env,
+    )  # fmt: skip
+    assert login.returncode == 0, login
+    assert {f"{pushed.host}/alice/app", f"{pushed.host}/public/busybox"} <= found()
+
+
 # -- start-up -----------------------------------------------------------------------------------
 
 

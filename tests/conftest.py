@@ -236,6 +236,15 @@ def runc(shim: Shim) -> Iterator[Runtime]:
 # -- leak checks ----------------------------------------------------------------------------
 
 
+def default_parents() -> set[str]:
+    """The /pyrun parent of containers without linux.cgroupsPath, in every hierarchy."""
+    return {p for p in glob.glob("/sys/fs/cgroup/*/pyrun") if os.path.isdir(p)}
+
+
+# Those that were there before the suite (another user's pyrun) are not the suite's leaks.
+DEFAULT_PARENTS_BEFORE = default_parents()
+
+
 def cgroup_leftovers(prefixes: list[str]) -> list[str]:
     """Cgroup directories (at any depth below /sys/fs/cgroup) named after the prefixes."""
     found = []
@@ -267,7 +276,7 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
     yield
     problems = []
     prefixes = list(CURRENT_PREFIXES)
-    cgroups = cgroup_leftovers(prefixes)
+    cgroups = cgroup_leftovers(prefixes) + sorted(default_parents() - DEFAULT_PARENTS_BEFORE)
     if cgroups:
         problems.append(f"cgroups left: {cgroups}")
         for path in reversed(cgroups):

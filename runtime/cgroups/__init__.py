@@ -55,7 +55,7 @@ def open_manager(
     relative ones to this process's own cgroup, and None means ``/pyrun/<container_id>``.
     ``fs`` replaces the cgroupfs seam (unit tests); ``host`` reuses an earlier ``probe()``.
     """
-    from runtime.cgroups.base import Manager
+    from runtime.cgroups.base import DEFAULT_PARENT, Manager
     from runtime.cgroups.probe import probe, resolve
 
     _check_id(container_id)
@@ -64,7 +64,7 @@ def open_manager(
 
         path = systemd_cgroup_path(container_id, cgroups_path)
     elif cgroups_path is None:
-        path = f"/pyrun/{container_id}"
+        path = f"/{DEFAULT_PARENT}/{container_id}"
     else:
         path = cgroups_path
     if host is None:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 else:
     Protocol = object
 
+# The parent of containers without linux.cgroupsPath (/pyrun/<id>): made by the first such
+# container, removed with the last, so an idle host keeps no cgroup of ours.
+DEFAULT_PARENT = "pyrun"
 # Seconds destroy() waits for exiting tasks to leave (rmdir fails with EBUSY until they do).
 DESTROY_TIMEOUT = 1.0
 # Seconds freeze()/thaw() wait for the kernel to report the new state.
@@ -291,15 +294,27 @@ class Manager:
                 is_cpuset and not self._fill_cpuset(path.rpartition("/")[0], path, created)
             ):
                 continue
-            mount = self._mounts[key]
+            self._create_levels(key, path, is_cpuset)
+
+    def _create_levels(self, key: str, path: str, is_cpuset: bool) -> None:
+        """mkdir -p from the hierarchy's mount. The last container's delete may remove
+        /pyrun between two of our mkdirs: then walk again."""
+        fs = self.fs
+        mount = self._mounts[key]
+        for _attempt in range(3):
             current = mount
             for part in path[len(mount) :].split("/"):
                 if not part:
                     continue
                 parent, current = current, f"{current}/{part}"
-                made = fs.mkdir(current)
+                made = fs.mkdir(current, missing_parent_ok=True)
+                if made is None:
+                    break
                 if is_cpuset:
-                    self._fill_cpuset(parent, current, bool(made))
+                    self._fill_cpuset(parent, current, made)
+            else:
+                return
+        raise CgroupError(f"mkdir {path}: a parent directory kept disappearing")
 
     def _fill_cpuset(self, parent: str, path: str, created: bool) -> bool:
         """A new v1 cpuset starts with empty cpus/mems and refuses tasks until they are set:
@@ -375,11 +390,16 @@ class Manager:
 
     def destroy(self) -> None:
         errors = []
-        for _key, path in self._dirs():
+        for key, path in self._dirs():
             try:
                 self._remove_tree(path)
             except CgroupError as exc:
                 errors.append(exc)
+                continue
+            parent = path.rpartition("/")[0]
+            if parent == f"{self._mounts[key]}/{DEFAULT_PARENT}":
+                # Another container still in it (EBUSY, ENOTEMPTY) or already gone: fine.
+                self.fs.rmdir(parent, tolerate=(errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT))
         if errors:
             raise errors[0]
 

@@ -189,12 +189,14 @@ def test_freeze_without_freezer_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["v1", "v2", "hybrid"])
-def test_destroy_removes_bottom_up_keeps_parent_and_is_idempotent(
+def test_destroy_removes_bottom_up_then_the_empty_default_parent_and_is_idempotent(
     tmp_path: Path, kind: str
 ) -> None:
     host = FakeHost(tmp_path, kind)
     manager = host.open("c1")
     manager.create()
+    other = host.open("c2")
+    other.create()
     first = next(iter(manager.paths().values()))
     os.mkdir(f"{first}/sub")  # a cgroup made by the container itself
     os.mkdir(f"{first}/sub/deeper")
@@ -211,12 +213,36 @@ def test_destroy_removes_bottom_up_keeps_parent_and_is_idempotent(
     assert not manager.exists()
     for path in manager.paths().values():
         assert not os.path.exists(path)
-        assert os.path.isdir(os.path.dirname(path))  # /pyrun stays
+        assert os.path.isdir(os.path.dirname(path))  # /pyrun stays: c2 is in it
     assert removed[:3] == [f"{first}/sub/deeper", f"{first}/sub", first]
     assert sorted(removed) == sorted(
         {*manager.paths().values(), f"{first}/sub", f"{first}/sub/deeper"}
     )
     manager.destroy()  # nothing left: still fine
+    other.destroy()  # the last container takes the empty /pyrun with it
+    for path in other.paths().values():
+        assert not os.path.exists(os.path.dirname(path))
+    custom = host.open("c3", cgroups_path="/team/c3")
+    custom.create()
+    custom.destroy()  # a parent the user named is not ours to remove, as in runc
+    assert all(os.path.isdir(os.path.dirname(p)) for p in custom.paths().values())
+
+
+def test_create_walks_again_when_the_last_delete_takes_the_parent(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, "v2")
+    manager = host.open("c1")
+    real = host.fs.sys_mkdir
+    taken: list[str] = []
+
+    def race(path: str) -> None:
+        real(path)
+        if path.endswith("/pyrun") and not taken:  # another delete removes it right away
+            taken.append(path)
+            host.fs.sys_rmdir(path)
+
+    host.fs.sys_mkdir = race  # type: ignore[method-assign]
+    manager.create()
+    assert taken and all(os.path.isdir(p) for p in manager.paths().values())
 
 
 def test_destroy_retries_while_busy_then_names_path_and_pids(
@@ -259,7 +285,7 @@ def test_destroy_succeeds_once_tasks_leave_within_the_timeout(
 
     monkeypatch.setattr(host.fs, "sys_rmdir", exiting)
     manager.destroy()
-    assert attempts == [target] * 3
+    assert attempts == [target] * 3 + [host.path("pyrun")]  # then the empty default parent
     assert not os.path.exists(target)
 
 

@@ -17,7 +17,10 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Protocol, TextIO
+    from collections.abc import Callable
+    from typing import Any, Protocol, TextIO, TypeVar
+
+    T = TypeVar("T")
 
     class Progress(Protocol):
         def start(self, key: str, total: int, offset: int = 0) -> None: ...
@@ -127,3 +130,12 @@ def make_progress(quiet: bool = False) -> Progress:
     if sys.stderr.isatty():
         return RichProgress()
     return LineProgress()
+
+
+def with_progress(quiet: bool, work: Callable[[Progress], T]) -> T:
+    """``work(progress)`` with ``make_progress(quiet)``, the bars closed however it ends."""
+    progress = make_progress(quiet)
+    try:
+        return work(progress)
+    finally:
+        progress.close()

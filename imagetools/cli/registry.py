@@ -51,21 +51,20 @@ def pull_command(
     cert_dir: str | None,
     quiet: bool,
 ) -> None:
-    from imagetools.progress import make_progress
+    from imagetools.progress import with_progress
     from imagetools.pull import pull
 
-    progress = make_progress(quiet)
-    try:
-        descriptor = pull(
+    descriptor = with_progress(
+        quiet,
+        lambda progress: pull(
             context.store(),
             ref,
             platform=platform,
             tls_verify=_tls(tls_verify, context),
             progress=progress,
             cert_dir=cert_dir,
-        )
-    finally:
-        progress.close()
+        ),
+    )
     click.echo(descriptor["digest"])
 
 
@@ -85,21 +84,20 @@ def push_command(
     cert_dir: str | None,
     quiet: bool,
 ) -> None:
-    from imagetools.progress import make_progress
+    from imagetools.progress import with_progress
     from imagetools.push import push
 
-    progress = make_progress(quiet)
-    try:
-        descriptor = push(
+    descriptor = with_progress(
+        quiet,
+        lambda progress: push(
             context.store(),
             ref,
             dest,
             tls_verify=_tls(tls_verify, context),
             progress=progress,
             cert_dir=cert_dir,
-        )
-    finally:
-        progress.close()
+        ),
+    )
     click.echo(descriptor["digest"])
 
 

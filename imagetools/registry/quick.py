@@ -84,24 +84,23 @@ def main(root: str | None, args: list[str]) -> int | None:
     if options is None:
         return None
     from imagetools.paths import default_root
-    from imagetools.progress import make_progress
+    from imagetools.progress import with_progress
     from imagetools.pull import pull
     from imagetools.store import Store
     from runtime.errors import PyrunError
 
-    progress = make_progress(options.quiet)
     try:
-        try:
-            descriptor = pull(
+        descriptor = with_progress(
+            options.quiet,
+            lambda progress: pull(
                 Store(root or default_root()),
                 options.ref,
                 platform=options.platform,
                 tls_verify=options.tls_verify,
                 progress=progress,
                 cert_dir=options.cert_dir,
-            )
-        finally:
-            progress.close()
+            ),
+        )
     except PyrunError as err:
         from runtime.cli.edge import _report
 
